@@ -1,0 +1,1 @@
+"""The DVC stages of the pipeline: ingest -> split -> train -> evaluate -> register."""

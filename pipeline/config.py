@@ -1,0 +1,181 @@
+"""Typed configuration: conf/ (Hydra) or params.yaml + overrides -> a validated DictConfig.
+
+conf/ is the one source of truth. params.yaml is conf/ composed, with the overrides of the last
+`dvc exp run -S ...`; the `compose` stage rewrites it when conf/ changes under `dvc repro`.
+DVC stages read params.yaml (`--params params.yaml`); a standalone run composes conf/ itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+
+@dataclass
+class BackboneConfig:
+    name: str
+    application: str  # keras.applications class, e.g. VGG16
+    module: str  # keras.applications module whose preprocess_input matches the weights
+    input_size: int  # pixels per side fed to the backbone
+    min_input_size: int  # the architecture rejects smaller inputs
+    weights: Optional[str] = "imagenet"  # imagenet, None (random), or a weights file path
+
+
+@dataclass
+class HeadConfig:
+    name: str
+    pooling: str  # flatten | avg
+    hidden_units: int
+    dropout: float
+
+
+@dataclass
+class AugmentConfig:
+    name: str
+    views: int  # augmented copies per training image, each embedded once
+    flip: Optional[str]
+    rotation: float
+    zoom: float
+    translation: float
+    contrast: float
+
+
+@dataclass
+class DataConfig:
+    classes: list[str]
+    reject_class: str
+    val_fraction: float
+    test_fraction: float
+    other_val_fraction: float
+    max_per_class: Optional[int]
+    max_pixels: int
+    seed: int
+
+
+@dataclass
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    extract_batch_size: int
+    fine_tune_layers: int
+    fine_tune_epochs: int
+    fine_tune_learning_rate: float
+    seed: int
+
+
+@dataclass
+class PathsConfig:
+    data: str
+    manifest: str
+    ingest_report: str
+    splits: str
+    models: str
+    evaluation: str
+    champion: str
+
+
+@dataclass
+class MlflowConfig:
+    tracking_uri: str
+    artifact_location: str
+    experiment: str
+    registered_model: str
+    champion_alias: str
+
+
+@dataclass
+class RegisterConfig:
+    metric: str
+    greater_is_better: bool
+
+
+@dataclass
+class Config:
+    paths: PathsConfig
+    data: DataConfig
+    backbones: dict[str, BackboneConfig]
+    head: HeadConfig
+    augment: AugmentConfig
+    train: TrainConfig
+    mlflow: MlflowConfig
+    register: RegisterConfig
+    compare: list[str] = field(default_factory=list)
+    backbone: Optional[BackboneConfig] = None  # set from `backbone=NAME`: the one this run works on
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; the message names the key."""
+
+
+def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
+    """Merge onto the schema so that an unknown key or a wrong type fails now, not an hour in;
+    then set `backbone` to backbones[backbone] (default: the first compared one)."""
+    try:
+        typed = OmegaConf.merge(OmegaConf.structured(Config), cfg)
+    except Exception as err:  # omegaconf raises several types; all mean a bad config
+        raise ConfigError(f"invalid configuration: {err}") from err
+    backbone = backbone or (typed.compare[0] if typed.compare else None)
+    for name in [*typed.compare, backbone]:
+        if name not in typed.backbones:
+            raise ConfigError(f"backbone {name!r} is not one of {sorted(typed.backbones)}")
+    typed.backbone = typed.backbones[backbone]
+    for name, spec in typed.backbones.items():
+        if spec.input_size < spec.min_input_size:
+            raise ConfigError(
+                f"backbones.{name}.input_size={spec.input_size} is below {spec.min_input_size}, "
+                f"the smallest input {spec.application} accepts"
+            )
+    if typed.head.pooling not in ("flatten", "avg"):
+        raise ConfigError(f"head.pooling must be flatten or avg, not {typed.head.pooling!r}")
+    OmegaConf.set_readonly(typed, True)
+    return typed
+
+
+def pop_backbone(overrides: list[str]) -> tuple[str | None, list[str]]:
+    """Split `backbone=NAME` (which picks backbones.NAME) from the other overrides."""
+    picked = [o.partition("=")[2] for o in overrides if o.startswith("backbone=")]
+    return (picked[-1] if picked else None), [o for o in overrides if not o.startswith("backbone=")]
+
+
+def compose(overrides: list[str] = ()) -> DictConfig:
+    """Compose conf/ with Hydra overrides (group choices like augment=heavy included)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    backbone, overrides = pop_backbone(list(overrides))
+    with initialize_config_dir(str(CONF_DIR), version_base=None):
+        cfg = hydra_compose(config_name="config", overrides=overrides)
+    return validate(cfg, backbone)
+
+
+def from_params(path: str | Path, overrides: list[str] = ()) -> DictConfig:
+    """Read a composed params file (what DVC stages do) and apply key=value overrides."""
+    backbone, overrides = pop_backbone(list(overrides))
+    cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
+    return validate(cfg, backbone)
+
+
+def from_argv(argv: list[str] | None = None, description: str = "") -> DictConfig:
+    """The command line every stage shares: [--params FILE] [key=value ...]."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--params",
+        help="read this composed params file (as DVC stages do) instead of composing conf/",
+    )
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. backbone=resnet50")
+    args = parser.parse_args(argv)
+    if args.params:
+        return from_params(args.params, args.overrides)
+    return compose(args.overrides)
+
+
+def backbone_spec(cfg: DictConfig) -> BackboneConfig:
+    """The spec of the backbone this run works on, as a plain dataclass."""
+    return OmegaConf.to_object(cfg.backbone)

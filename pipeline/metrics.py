@@ -1,0 +1,49 @@
+"""Metric definitions shared by evaluate and register: labels + probabilities -> a flat dict."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn import metrics as skm
+
+from pipeline.served_model import neither_score
+
+
+def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> dict[str, float]:
+    """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix at 0.5."""
+    y_pred = (p_positive >= 0.5).astype(int)
+    tn, fp, fn, tp = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
+    values = {
+        "accuracy": skm.accuracy_score(y_true, y_pred),
+        "precision": skm.precision_score(y_true, y_pred, zero_division=0),
+        "recall": skm.recall_score(y_true, y_pred, zero_division=0),
+        "f1": skm.f1_score(y_true, y_pred, zero_division=0),
+        "roc_auc": skm.roc_auc_score(y_true, p_positive) if len(set(y_true)) == 2 else float("nan"),
+        "log_loss": skm.log_loss(y_true, np.clip(p_positive, 1e-7, 1 - 1e-7), labels=[0, 1]),
+        "true_negatives": tn,
+        "false_positives": fp,
+        "false_negatives": fn,
+        "true_positives": tp,
+    }
+    return {f"{prefix}_{k}": float(v) for k, v in values.items()}
+
+
+def reject_threshold(val_scores: np.ndarray, accept_rate: float) -> float:
+    """The score below which accept_rate of known-class validation images fall."""
+    return float(np.quantile(val_scores, accept_rate))
+
+
+def neither_metrics(y_known: np.ndarray, p_known: np.ndarray, p_other: np.ndarray, threshold: float) -> dict[str, float]:
+    """How well the "neither" answer separates known-class test images from reject-class ones."""
+    s_known, s_other = neither_score(p_known), neither_score(p_other)
+    is_other = np.r_[np.zeros(len(s_known)), np.ones(len(s_other))]
+    fpr, tpr, _ = skm.roc_curve(1 - is_other, -np.r_[s_known, s_other])  # known is the positive class
+    accepted = s_known <= threshold
+    known_correct = accepted & ((p_known >= 0.5) == (y_known == 1))
+    values = {
+        "neither_auroc": skm.roc_auc_score(is_other, np.r_[s_known, s_other]),
+        "neither_fpr_at_95_tpr": fpr[np.searchsorted(tpr, 0.95)],
+        "three_way_accuracy": (known_correct.sum() + (s_other > threshold).sum()) / len(is_other),
+        "accepted_share": accepted.mean(),
+        "accepted_accuracy": known_correct.sum() / max(accepted.sum(), 1),
+    }
+    return {f"test_{k}": float(v) for k, v in values.items()}

@@ -1,0 +1,131 @@
+"""Backbone + head built from config: raw uint8 images in, P(second class) out.
+
+Preprocessing lives inside the model as a layer, so a saved model takes raw images and training and
+serving cannot disagree about it. The frozen backbone is run once per image and augmentation view
+(`embed`); the head trains on those cached embeddings (`build_head`), then `assemble` joins them.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import keras
+import numpy as np
+
+from pipeline.config import AugmentConfig, BackboneConfig, HeadConfig
+
+
+class WeightsUnavailable(RuntimeError):
+    """ImageNet weights could not be fetched; the message says what to do."""
+
+
+@keras.saving.register_keras_serializable(package="pipeline")
+class BackbonePreprocess(keras.layers.Layer):
+    """The backbone's own keras.applications.<module>.preprocess_input, as a saveable layer."""
+
+    def __init__(self, module: str, **kwargs):
+        super().__init__(**kwargs)
+        self.module = module
+        self._preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input
+
+    def call(self, images):
+        return self._preprocess(keras.ops.cast(images, "float32"))
+
+    def get_config(self):
+        return {**super().get_config(), "module": self.module}
+
+
+def build_backbone(spec: BackboneConfig) -> keras.Model:
+    """keras.applications.<application>(include_top=False), weights as configured."""
+    application = getattr(keras.applications, spec.application)
+    try:
+        return application(
+            include_top=False,
+            weights=spec.weights,
+            input_shape=(spec.input_size, spec.input_size, 3),
+        )
+    except Exception as err:
+        if spec.weights != "imagenet":
+            raise
+        raise WeightsUnavailable(
+            f"could not download the ImageNet weights of {spec.application} ({err}).\n"
+            f"Either place the file named at the end of that URL in ~/.keras/models/ "
+            f"(or $KERAS_HOME/models/), or set backbones.{spec.name}.weights to the path of a "
+            f"weights file, or to null for random init (the `preset=offline` config does that)."
+        ) from err
+
+
+def unfreeze(backbone: keras.Model, top_layers: int) -> None:
+    """Make the top N layers trainable; BatchNorm stays frozen so its statistics survive."""
+    backbone.trainable = True
+    for i, layer in enumerate(backbone.layers):
+        is_top = i >= len(backbone.layers) - top_layers
+        layer.trainable = is_top and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def build_augmentation(spec: AugmentConfig) -> keras.Sequential:
+    """The augmentation preset as preprocessing layers (identity at inference)."""
+    layers = []
+    if spec.flip:
+        layers.append(keras.layers.RandomFlip(spec.flip))
+    if spec.rotation:
+        layers.append(keras.layers.RandomRotation(spec.rotation, fill_mode="reflect"))
+    if spec.zoom:
+        layers.append(keras.layers.RandomZoom(spec.zoom, fill_mode="reflect"))
+    if spec.translation:
+        layers.append(keras.layers.RandomTranslation(spec.translation, spec.translation, fill_mode="reflect"))
+    if spec.contrast:
+        layers.append(keras.layers.RandomContrast(spec.contrast))
+    return keras.Sequential(layers, name="augment")
+
+
+def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
+    """Raw images -> backbone feature map, with the backbone in inference mode."""
+    images = keras.Input((spec.input_size, spec.input_size, 3), name="image")
+    x = BackbonePreprocess(spec.module, name="preprocess")(images)
+    features = backbone(x, training=False)  # BatchNorm keeps its inference statistics
+    return keras.Model(images, features, name=f"{spec.name}_extractor")
+
+
+def build_head(train_embeddings: np.ndarray, spec: HeadConfig) -> keras.Model:
+    """Feature map -> P(second class).
+
+    The pooled features are standardised with statistics of the training embeddings: backbones
+    differ in feature scale by orders of magnitude (random-init ones most of all), and one learning
+    rate then suits them all.
+    """
+    features = keras.Input(train_embeddings.shape[1:], name="features")
+    pool = keras.layers.Flatten() if spec.pooling == "flatten" else keras.layers.GlobalAveragePooling2D()
+    standardise = keras.layers.Normalization(axis=-1, name="standardise")
+    standardise.adapt(pool(train_embeddings))
+    x = standardise(pool(features))
+    if spec.hidden_units:
+        x = keras.layers.Dense(spec.hidden_units, activation="relu")(x)
+    if spec.dropout:
+        x = keras.layers.Dropout(spec.dropout)(x)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
+    return keras.Model(features, probability, name=f"head_{spec.name}")
+
+
+def assemble(extractor: keras.Model, head: keras.Model, augmentation: keras.Sequential | None = None) -> keras.Model:
+    """Raw images -> probability: what is saved, evaluated and served."""
+    images = keras.Input(extractor.input_shape[1:], name="image")
+    x = augmentation(images) if augmentation is not None else images
+    return keras.Model(images, head(extractor(x)), name="classifier")
+
+
+def embed(
+    extractor: keras.Model,
+    images: np.ndarray,
+    batch_size: int,
+    augmentation: keras.Sequential | None = None,
+    seed: int = 0,
+) -> np.ndarray:
+    """Run the frozen backbone once over images (one augmented view of them, if augmentation)."""
+    import tensorflow as tf
+
+    dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    if augmentation is not None:
+        keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
+        dataset = dataset.map(lambda x: augmentation(x, training=True))
+    return extractor.predict(dataset.prefetch(2), verbose=1)

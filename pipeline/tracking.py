@@ -1,0 +1,105 @@
+"""MLflow plumbing shared by the stages: store, experiment, per-backbone runs and their tags."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import mlflow
+import yaml
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+
+def setup(cfg: DictConfig) -> str:
+    """Point MLflow at the configured store (MLFLOW_TRACKING_URI wins); return the experiment id."""
+    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri)
+    experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if experiment is not None:
+        return experiment.experiment_id
+    # Keep artifacts beside the embedded store, not in whatever directory a run starts from.
+    location = None
+    if not mlflow.get_tracking_uri().startswith(("http", "databricks")):
+        location = Path(cfg.mlflow.artifact_location).resolve().as_uri()
+    return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def data_version(data_dvc: str = "data.dvc") -> str:
+    """The DVC directory hash of data/ as data.dvc records it."""
+    try:
+        return yaml.safe_load(Path(data_dvc).read_text())["outs"][0]["md5"]
+    except (OSError, KeyError, IndexError, TypeError):
+        return "untracked"
+
+
+def run_tags(cfg: DictConfig) -> dict[str, str]:
+    """What every run and registered version is tagged with, so any of them can be traced back."""
+    return {
+        "git_commit": git_commit(),
+        "data_version": data_version(),
+        "backbone": cfg.backbone.name,
+        "head": cfg.head.name,
+        "augment": cfg.augment.name,
+        "weights": str(cfg.backbone.weights),
+    }
+
+
+def run_params(cfg: DictConfig) -> dict[str, object]:
+    """Parameters under the same names for every backbone, so the MLflow UI lines runs up."""
+    sections = {
+        "backbone": cfg.backbone,
+        "head": cfg.head,
+        "augment": cfg.augment,
+        "train": cfg.train,
+        "data": cfg.data,
+    }
+    params = {}
+    for section, node in sections.items():
+        for key, value in OmegaConf.to_container(node).items():
+            params[f"{section}.{key}"] = value
+    return params
+
+
+def end_abandoned_runs(experiment_id: str, backbone: str) -> None:
+    """A stage killed midway leaves its run RUNNING forever; mark such runs KILLED."""
+    client = MlflowClient()
+    stale = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.backbone = '{backbone}'",
+    )
+    for run in stale:
+        client.set_terminated(run.info.run_id, status="KILLED")
+
+
+@contextmanager
+def backbone_run(cfg: DictConfig, run_file: Path | None = None):
+    """Start a new run for one backbone, or resume the one named in run_file.
+
+    Under `mlflow run` (MLFLOW_RUN_ID set) new runs nest under that run, so one project run holds
+    the comparison instead of every stage writing into the same run.
+    """
+    experiment_id = setup(cfg)
+    if run_file is not None and run_file.exists():
+        with mlflow.start_run(run_id=json.loads(run_file.read_text())["run_id"]) as run:
+            yield run
+        return
+    end_abandoned_runs(experiment_id, cfg.backbone.name)
+    parent = os.environ.pop("MLFLOW_RUN_ID", None)
+    tags = run_tags(cfg)
+    if parent:
+        tags["mlflow.parentRunId"] = parent
+        experiment_id = MlflowClient().get_run(parent).info.experiment_id
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.backbone.name, tags=tags) as run:
+        yield run
