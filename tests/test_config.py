@@ -1,0 +1,61 @@
+"""Config composition: every backbone, head and augmentation composes; typos fail at start-up."""
+
+import pytest
+import yaml
+
+from pipeline import compose, config
+
+BACKBONES = ["vgg16", "resnet50", "inception_v3"]
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("head", ["flatten_dense", "gap_dropout"])
+@pytest.mark.parametrize("augment", ["none", "light", "heavy"])
+def test_every_combination_composes(backbone, head, augment):
+    cfg = config.compose([f"backbone={backbone}", f"head={head}", f"augment={augment}"])
+    assert cfg.backbone.name == backbone
+    assert cfg.head.name == head and cfg.augment.name == augment
+    assert cfg.backbone.weights == "imagenet"  # the real default; offline is a preset
+
+
+def test_input_sizes_are_the_backbones_own():
+    cfg = config.compose()
+    assert {name: spec.input_size for name, spec in cfg.backbones.items()} == {
+        "vgg16": 224,
+        "resnet50": 224,
+        "inception_v3": 299,
+    }
+    assert list(cfg.compare) == BACKBONES
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["train.epochs=ten"], "epochs"),
+        (["backbone=resnet5"], "resnet5"),
+        (["head.pooling=max"], "pooling"),
+        (["preset=offline", "backbones.inception_v3.input_size=32"], "below 75"),
+    ],
+)
+def test_bad_values_fail_at_start_up(overrides, message):
+    with pytest.raises(config.ConfigError, match=message):
+        config.compose(overrides)
+
+
+def test_unknown_key_fails_at_start_up():
+    with pytest.raises(Exception, match="epocs"):
+        config.compose(["train.epocs=3"])
+
+
+def test_offline_preset_needs_no_download():
+    cfg = config.compose(["preset=offline"])
+    assert all(spec.weights is None for spec in cfg.backbones.values())
+
+
+def test_params_file_is_conf_composed_and_reads_back(tmp_path):
+    params = tmp_path / "params.yaml"
+    compose.run(str(params))
+    assert "backbone" not in yaml.safe_load(params.read_text())  # picked per stage, not stored
+    from_file = config.from_params(params, ["backbone=resnet50", "train.epochs=3"])
+    composed = config.compose(["backbone=resnet50", "train.epochs=3"])
+    assert from_file == composed

@@ -1,0 +1,43 @@
+"""The one image loader: every accepted kind gives RGB at the asked size; every bad kind names its reason."""
+
+import numpy as np
+import pytest
+
+from pipeline.images import ImageError, decode, load_image
+
+TEST_MAX_PIXELS = 1_000_000
+
+
+def test_every_accepted_kind_loads_as_rgb(good_images):
+    for kind, data in good_images.items():
+        array = load_image(data, 32, max_pixels=TEST_MAX_PIXELS)
+        assert array.shape == (32, 32, 3), kind
+        assert array.dtype == np.uint8, kind
+
+
+@pytest.mark.parametrize(
+    "kind, reason",
+    [("empty", "empty"), ("not an image", "not an image"), ("truncated", "truncated"), ("pixels", "over the limit")],
+)
+def test_bad_input_names_the_problem(bad_images, kind, reason):
+    with pytest.raises(ImageError, match=reason):
+        load_image(bad_images[kind], 32, max_pixels=TEST_MAX_PIXELS)
+
+
+def test_exif_orientation_is_applied(good_images):
+    assert decode(good_images["jpeg_exif_rotated"]).size == (30, 40)  # stored 40x30, shown upright
+
+
+def test_transparent_pixels_become_white_not_black(good_images):
+    # Half-transparent pixels over white are lighter than the opaque image's darkest value (0).
+    assert np.asarray(decode(good_images["png_rgba"])).min() >= 127
+
+
+def test_16bit_is_scaled_not_clipped(good_images):
+    gray = np.asarray(decode(good_images["png_16bit"]))[..., 0]
+    assert 0 < gray.mean() < 255 and len(np.unique(gray)) > 100
+
+
+def test_animation_gives_its_first_frame(good_images):
+    first = np.asarray(decode(good_images["gif_animated"]))
+    assert not (first[..., 0] > 200).all()  # the second frame is solid red; the first is not
