@@ -1,0 +1,153 @@
+"""End to end: the real `dvc pull`, `dvc repro` and `dvc exp run` in a temporary copy of the project.
+
+A tiny preset (offline weights, a few images per class, two epochs) keeps it to minutes on 2 cores.
+The tests share one copy and run in order, each building on the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline.served_model import IMAGE_COLUMN
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+BIN = Path(sys.executable).parent
+MODEL = "airplane-automobile-classifier"
+TINY_PRESET = """\
+# @package _global_
+defaults:
+  - offline
+data:
+  max_per_class: 24
+train:
+  epochs: 2
+  extract_batch_size: 16
+"""
+
+pytestmark = pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")
+
+
+def sh(*args: str, cwd: Path, timeout: int = 600) -> str:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own embedded store
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    return done.stdout + done.stderr
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+def client_for(project: Path) -> MlflowClient:
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
+    return MlflowClient()
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A git copy of the tracked files, the team data pulled, the tiny preset as conf/ default."""
+    project = tmp_path_factory.mktemp("e2e") / "project"
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for name in tracked.split():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, project / name)
+    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET)
+    config = (project / "conf/config.yaml").read_text()
+    (project / "conf/config.yaml").write_text(config.replace("- preset: null", "- preset: tiny"))
+    sh("git", "init", "-q", cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "copy", cwd=project)
+    sh("dvc", "remote", "modify", "--local", "storage", "url", str(SHARED / "dvc-storage"), cwd=project)
+    sh("dvc", "pull", "-q", "data.dvc", cwd=project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def first_repro(project) -> str:
+    return sh("dvc", "repro", cwd=project, timeout=1200)
+
+
+def test_repro_compares_three_backbones_and_registers_the_champion(project, first_repro):
+    assert {"train@vgg16", "train@resnet50", "train@inception_v3", "register"} <= stages_run(first_repro)
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("airplane-automobile")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.data.tags["backbone"] for r in runs) == ["inception_v3", "resnet50", "vgg16"]
+    assert all(r.info.status == "FINISHED" for r in runs)
+    metric_names = {frozenset(r.data.metrics) for r in runs}
+    assert len(metric_names) == 1 and {"test_accuracy", "val_roc_auc", "latency_ms_per_image"} <= set(*metric_names)
+    assert all(r.data.params["train.epochs"] == "2" for r in runs)
+    assert all({"git_commit", "data_version", "head", "augment"} <= set(r.data.tags) for r in runs)
+
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    summary = json.loads((project / "artifacts/register/champion.json").read_text())
+    assert int(champion.version) == summary["version"] == summary["champion"] == 1
+    assert champion.tags["backbone"] == summary["backbone"]
+    for backbone in ("vgg16", "resnet50", "inception_v3"):
+        metrics = json.loads((project / f"artifacts/evaluation/{backbone}/metrics.json").read_text())
+        assert 0 <= metrics["test_accuracy"] <= 1 and "test_neither_auroc" in metrics
+
+    photos = sorted((SHARED / "photos/airplane").glob("*"))[:2] + sorted((SHARED / "photos/automobile").glob("*"))[:2]
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+    verdicts = model.predict(pd.DataFrame({IMAGE_COLUMN: [p.read_bytes() for p in photos]}))
+    assert len(verdicts) == 4 and set(verdicts.answer) <= {"airplane", "automobile", "neither"}
+
+
+def test_second_repro_has_nothing_to_do(project, first_repro):
+    assert "Data and pipelines are up to date" in sh("dvc", "repro", cwd=project)
+
+
+def test_editing_one_backbone_config_reruns_only_its_stages(project, first_repro):
+    preset = project / "conf/preset/tiny.yaml"
+    preset.write_text(TINY_PRESET + "backbones:\n  resnet50: {input_size: 40}\n")
+    output = sh("dvc", "repro", cwd=project, timeout=1200)
+    assert stages_run(output) == {"compose", "train@resnet50", "evaluate@resnet50", "register"}
+    assert yaml.safe_load((project / "params.yaml").read_text())["backbones"]["resnet50"]["input_size"] == 40
+
+
+def test_exp_run_set_param_reaches_the_stages(project, first_repro):
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "resnet 40", cwd=project)
+    output = sh("dvc", "exp", "run", "-S", "train.epochs=1", "-S", "augment=none", cwd=project, timeout=1200)
+    assert {"train@vgg16", "train@resnet50", "train@inception_v3"} <= stages_run(output)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["train"]["epochs"] == 1 and params["augment"]["name"] == "none"
+    client = client_for(project)
+    latest = client.search_runs(
+        [client.get_experiment_by_name("airplane-automobile").experiment_id],
+        filter_string="params.`train.epochs` = '1'",
+    )
+    assert sorted(r.data.tags["augment"] for r in latest) == ["none"] * 3
+
+    # The alias moves only to a version at least as good as the champion on the same split.
+    summary = json.loads((project / "artifacts/register/champion.json").read_text())
+    assert summary["previous_champion"] is not None
+    moved = summary["champion"] == summary["version"]
+    assert moved == (summary["scores"][summary["backbone"]] >= summary["previous_champion_score"])
+    assert int(client.get_model_version_by_alias(MODEL, "champion").version) == summary["champion"]
+
+
+def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
+    airplanes = project / "data/airplane"
+    (airplanes / "notes.jpg").write_text("not an image at all")
+    good = next(airplanes.glob("*.jpg")).read_bytes()
+    (airplanes / "cut.jpg").write_bytes(good[: len(good) // 2])
+    output = sh("dvc", "repro", cwd=project, timeout=1200)
+    assert "notes.jpg: not an image" in output and "cut.jpg: truncated" in output
+    report = json.loads((project / "artifacts/ingest/report.json").read_text())
+    assert {Path(s["path"]).name for s in report["skipped_files"]} == {"notes.jpg", "cut.jpg"}
+    assert (project / "artifacts/register/champion.json").exists()
