@@ -38,6 +38,8 @@ def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS, draft_size: int | 
         raise ImageError("not an image (no format Pillow reads recognises it)") from None
     except Image.DecompressionBombError as err:
         raise ImageError(f"too many pixels: {err}") from None
+    except (OSError, SyntaxError, ValueError) as err:  # a header cut short or garbled
+        raise ImageError(f"truncated or corrupt image data ({err})") from None
     width, height = image.size
     if width * height > max_pixels:
         raise ImageError(f"{width}x{height} is {width * height} pixels, over the limit of {max_pixels}")

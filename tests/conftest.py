@@ -59,5 +59,6 @@ def bad_images() -> dict[str, bytes]:
         "empty": b"",
         "not an image": b"%PDF-1.4 this is not an image",
         "truncated": jpeg[: len(jpeg) // 2],
+        "truncated header": jpeg[:100],
         "pixels": encode(Image.new("L", (3000, 3000)), "PNG"),  # 9 MP, over a 1 MP test limit
     }

@@ -17,7 +17,7 @@ def test_every_accepted_kind_loads_as_rgb(good_images):
 
 @pytest.mark.parametrize(
     "kind, reason",
-    [("empty", "empty"), ("not an image", "not an image"), ("truncated", "truncated"), ("pixels", "over the limit")],
+    [("empty", "empty"), ("not an image", "not an image"), ("truncated", "truncated"), ("truncated header", "truncated"), ("pixels", "over the limit")],
 )
 def test_bad_input_names_the_problem(bad_images, kind, reason):
     with pytest.raises(ImageError, match=reason):

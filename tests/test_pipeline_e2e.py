@@ -10,8 +10,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mlflow
@@ -151,3 +153,29 @@ def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
     report = json.loads((project / "artifacts/ingest/report.json").read_text())
     assert {Path(s["path"]).name for s in report["skipped_files"]} == {"notes.jpg", "cut.jpg"}
     assert (project / "artifacts/register/champion.json").exists()
+
+
+@pytest.mark.parametrize("stage", ["train@vgg16", "register"])
+def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, stage):
+    preset = project / "conf/preset/tiny.yaml"
+    preset.write_text(preset.read_text() + f"# rerun all ({stage})\nhead: {{dropout: 0.{len(stage)}}}\n")
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    log = project / "killed-repro.log"
+    with log.open("w") as out:
+        repro = subprocess.Popen(["dvc", "repro"], cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 600
+    while f"Running stage '{stage}'" not in log.read_text() and time.monotonic() < deadline and repro.poll() is None:
+        time.sleep(0.5)
+    time.sleep(5)  # into the stage's work: past TensorFlow's import, before its end
+    assert repro.poll() is None, f"the repro ended before it could be killed:\n{log.read_text()[-2000:]}"
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait(timeout=60)
+
+    output = sh("dvc", "repro", cwd=project, timeout=1200)
+    assert stage in stages_run(output)
+    assert "Data and pipelines are up to date" in sh("dvc", "repro", cwd=project)
+    client = client_for(project)
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert mlflow.pyfunc.load_model(f"models:/{MODEL}/{champion.version}") is not None
+    assert not list(project.glob("artifacts/**/*.partial"))
