@@ -78,6 +78,7 @@ class PathsConfig:
     splits: str
     models: str
     evaluation: str
+    comparison: str
     champion: str
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from pipeline.served_model import neither_score
-
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> dict[str, float]:
     """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix at 0.5."""
@@ -32,17 +30,25 @@ def reject_threshold(val_scores: np.ndarray, accept_rate: float) -> float:
     return float(np.quantile(val_scores, accept_rate))
 
 
-def neither_metrics(y_known: np.ndarray, p_known: np.ndarray, p_other: np.ndarray, threshold: float) -> dict[str, float]:
-    """How well the "neither" answer separates known-class test images from reject-class ones."""
-    s_known, s_other = neither_score(p_known), neither_score(p_other)
-    is_other = np.r_[np.zeros(len(s_known)), np.ones(len(s_other))]
-    fpr, tpr, _ = skm.roc_curve(1 - is_other, -np.r_[s_known, s_other])  # known is the positive class
-    accepted = s_known <= threshold
+def neither_auroc(known_scores: np.ndarray, other_scores: np.ndarray) -> float:
+    """How well a "neither" score ranks reject-class images above known-class ones (0.5: not at all)."""
+    is_other = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
+    return float(skm.roc_auc_score(is_other, np.r_[known_scores, other_scores]))
+
+
+def neither_metrics(
+    y_known: np.ndarray, p_known: np.ndarray, known_scores: np.ndarray, other_scores: np.ndarray, threshold: float
+) -> dict[str, float]:
+    """The three-way answer on known-class test images plus reject-class ones."""
+    is_other = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
+    fpr, tpr, _ = skm.roc_curve(1 - is_other, -np.r_[known_scores, other_scores])  # known is the positive class
+    accepted = known_scores <= threshold
     known_correct = accepted & ((p_known >= 0.5) == (y_known == 1))
     values = {
-        "neither_auroc": skm.roc_auc_score(is_other, np.r_[s_known, s_other]),
+        "neither_auroc": neither_auroc(known_scores, other_scores),
         "neither_fpr_at_95_tpr": fpr[np.searchsorted(tpr, 0.95)],
-        "three_way_accuracy": (known_correct.sum() + (s_other > threshold).sum()) / len(is_other),
+        "neither_rate_on_other": (other_scores > threshold).mean(),
+        "three_way_accuracy": (known_correct.sum() + (other_scores > threshold).sum()) / len(is_other),
         "accepted_share": accepted.mean(),
         "accepted_accuracy": known_correct.sum() / max(accepted.sum(), 1),
     }

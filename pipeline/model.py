@@ -129,3 +129,19 @@ def embed(
         keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
         dataset = dataset.map(lambda x: augmentation(x, training=True))
     return extractor.predict(dataset.prefetch(2), verbose=1)
+
+
+def halves(classifier: keras.Model) -> tuple[keras.Model, keras.Model]:
+    """The extractor and head of a model made by `assemble`."""
+    extractor = next(layer for layer in classifier.layers if layer.name.endswith("_extractor"))
+    head = next(layer for layer in classifier.layers if layer.name.startswith("head_"))
+    return extractor, head
+
+
+def forward(classifier: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Raw images -> (P(second class), pooled embedding), the backbone run once for both."""
+    from pipeline.calibration import pool
+
+    extractor, head = halves(classifier)
+    features = extractor.predict(images, batch_size=batch_size, verbose=0)
+    return head.predict(features, batch_size=batch_size, verbose=0).ravel(), pool(features)

@@ -8,6 +8,8 @@ validation split; the champion is re-scored here rather than trusting a number f
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -43,11 +45,23 @@ def signature(classes: list[str]) -> ModelSignature:
     return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
+# Runs in a fresh interpreter outside the project, so the model uses the code it was logged with
+# (its code_paths), not this checkout's pipeline/, which may have changed since.
+SCORE_SCRIPT = """
+import sys, pandas as pd, mlflow
+model = mlflow.pyfunc.load_model(sys.argv[1])
+images = pd.DataFrame({"image": [open(p, "rb").read() for p in pd.read_csv(sys.argv[2]).path]})
+model.predict(images).to_csv(sys.argv[3], index=False)
+"""
+
+
 def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float:
-    """The registered model, scored the way the pipeline scores candidates, on this val split."""
+    """A registered model, scored the way evaluate scores candidates, on this val split."""
     val = splits[splits.split == "val"]
-    images = pd.DataFrame({IMAGE_COLUMN: [Path(p).read_bytes() for p in val.path]})
-    predictions = mlflow.pyfunc.load_model(model_uri).predict(images)
+    with tempfile.TemporaryDirectory() as tmp:
+        val.assign(path=[str(Path(p).resolve()) for p in val.path]).to_csv(f"{tmp}/val.csv", index=False)
+        subprocess.run([sys.executable, "-c", SCORE_SCRIPT, model_uri, f"{tmp}/val.csv", f"{tmp}/out.csv"], cwd=tmp, check=True)
+        predictions = pd.read_csv(f"{tmp}/out.csv")
     y_true = (val.label == cfg.data.classes[1]).to_numpy(dtype=int)
     return binary_metrics(y_true, predictions[f"p_{cfg.data.classes[1]}"].to_numpy(), "val")[cfg.register.metric]
 
@@ -58,8 +72,8 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
         "classes": list(cfg.data.classes),
         "input_size": cfg.backbone.input_size,
         "max_pixels": cfg.data.max_pixels,
-        "reject_threshold": calibration["reject_threshold"],
         "backbone": cfg.backbone.name,
+        **{key: calibration[key] for key in ("temperature", "neither_score", "reject_threshold")},
     }
     with tempfile.TemporaryDirectory() as tmp, tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         info_file = Path(tmp) / "model_info.json"
@@ -70,6 +84,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
             artifacts={
                 "keras_model": str(model_dir / "model.keras"),
                 "model_info": str(info_file),
+                "embedding_stats": str(model_dir / "embedding_stats.npz"),
                 "config": str(model_dir / "config.yaml"),
             },
             code_paths=[str(Path(__file__).parent)],
@@ -78,6 +93,46 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
             pip_requirements=[f"{name}=={version(name)}" for name in SERVING_PACKAGES],
             registered_model_name=cfg.mlflow.registered_model,
         )
+
+
+def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, calibration: dict) -> str:
+    """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
+    metrics = read_json(Path(cfg.paths.evaluation) / cfg.backbone.name / "metrics.json")
+    comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
+    sizes = splits.split.value_counts().to_dict()
+    spec = cfg.backbone
+    weights = "ImageNet" if spec.weights == "imagenet" else ("random init" if spec.weights is None else spec.weights)
+
+    def interval(metric):
+        return f"{comparison[metric]:.3f} (95% CI {comparison[metric + '_low']:.3f} to {comparison[metric + '_high']:.3f})"
+
+    return f"""# {cfg.mlflow.registered_model} v{version}
+
+Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a photo.
+
+## Model
+- Backbone: {spec.application} ({weights} weights), input {spec.input_size}x{spec.input_size}; head `{cfg.head.name}`; augmentation `{cfg.augment.name}`.
+- Git commit `{tracking.git_commit()}`; data version (DVC) `{tracking.data_version()}`.
+- Split sizes: {", ".join(f"{k} {v}" for k, v in sorted(sizes.items()))}.
+
+## Metrics (test split)
+- Accuracy {interval("accuracy")}; ROC AUC {interval("roc_auc")}.
+- "Neither" AUROC {interval("neither_auroc")}; false-positive rate at 95% true-positive rate {metrics["test_neither_fpr_at_95_tpr"]:.3f}.
+- Three-way accuracy {metrics["test_three_way_accuracy"]:.3f}; accuracy on accepted images {metrics["test_accepted_accuracy"]:.3f}.
+- Expected calibration error {metrics["test_ece"]:.3f} (raw {metrics["test_ece_raw"]:.3f}); latency {metrics["latency_ms_per_image"]:.1f} ms per image on the build machine.
+
+## The "neither" answer
+Score `{calibration["neither_score"]}`, threshold {calibration["reject_threshold"]:.4g}: an image scoring above it is
+answered "neither". The threshold lets {calibration["accept_rate"]:.0%} of {cfg.data.classes[0]} and {cfg.data.classes[1]}
+validation images through; on the test split it flagged {metrics["test_neither_rate_on_other"]:.0%} of `{cfg.data.reject_class}/`
+images. Probabilities are temperature-scaled (T = {calibration["temperature"]:.3g}, fitted on validation).
+
+## Known limits
+- Trained on the images in `data/` only: what is unlike them (drawings, unusual viewpoints, other vehicles such as
+  trucks or ships) may be answered with confidence, and "neither" only knows the kinds of image in `{cfg.data.reject_class}/`.
+- The team dataset is 32x32 CIFAR-10, upscaled; large real photos are downscaled to {spec.input_size} pixels a side.
+- With random-init weights (the offline preset) the scores show that the pipeline works, not how good a backbone is.
+"""
 
 
 def run(cfg: DictConfig) -> dict:
@@ -101,13 +156,22 @@ def run(cfg: DictConfig) -> dict:
         champion = client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException:
         champion = None  # first registration: no champion yet
-    champion_score = score_on_val(f"models:/{name}@{alias}", cfg, splits) if champion else None
+    champion_score = None
+    if champion:
+        try:
+            champion_score = score_on_val(client.get_model_version_download_uri(name, champion.version), cfg, splits)
+        except subprocess.CalledProcessError:
+            print(f"register: champion v{champion.version} could not be scored (see above); it will be replaced")
 
     logged = log_candidate(cfg, model_dir, calibration, example)
     new_version = logged.registered_model_version
     for key, value in {**tracking.run_tags(cfg), cfg.register.metric: scores[best]}.items():
         client.set_model_version_tag(name, new_version, key, str(value))
-    promote = champion is None or is_at_least_as_good(scores[best], champion_score, cfg.register.greater_is_better)
+    card = model_card(cfg, int(new_version), splits, calibration)
+    client.update_model_version(name, new_version, description=card)
+    with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
+        mlflow.log_text(card, f"model_card_v{new_version}.md")
+    promote = champion_score is None or is_at_least_as_good(scores[best], champion_score, cfg.register.greater_is_better)
     if promote:
         client.set_registered_model_alias(name, alias, new_version)  # last step: the alias only ever names a whole model
 

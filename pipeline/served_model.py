@@ -1,7 +1,8 @@
 """The registered MLflow pyfunc model: a DataFrame of image bytes -> one verdict row per image.
 
 Everything serving needs travels inside the model artifact: the Keras model (preprocessing
-included), the class names, the input size and the "neither" threshold, plus the config that made it.
+included), the class names, the input size, the temperature, the "neither" score with its
+threshold and the embedding statistics it needs, the config that made it and its model card.
 """
 
 from __future__ import annotations
@@ -14,21 +15,15 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
+from pipeline import calibration
 from pipeline.images import ImageError, load_image
 
 IMAGE_COLUMN = "image"
 NEITHER = "neither"
 
 
-def neither_score(p_positive: np.ndarray) -> np.ndarray:
-    """How unsure the head is, 0 (certain) to 0.5 (a coin toss): high means the "neither" answer."""
-    return 0.5 - np.abs(np.asarray(p_positive) - 0.5)
-
-
-def verdicts(p_positive: np.ndarray, classes: list[str], threshold: float) -> pd.DataFrame:
-    """Head probabilities -> answer, per-class probabilities and the score behind "neither"."""
-    p_positive = np.asarray(p_positive, dtype="float64")
-    scores = neither_score(p_positive)
+def verdicts(p_positive: np.ndarray, scores: np.ndarray, classes: list[str], threshold: float) -> pd.DataFrame:
+    """Calibrated probabilities and "neither" scores -> answer, per-class probabilities, the score."""
     answers = np.where(scores > threshold, NEITHER, np.where(p_positive >= 0.5, classes[1], classes[0]))
     return pd.DataFrame(
         {
@@ -45,11 +40,13 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
 
-        import pipeline.model  # noqa: F401  registers the custom preprocessing layer
+        import pipeline.model  # registers the custom preprocessing layer
 
         self.model = keras.saving.load_model(context.artifacts["keras_model"])
+        self.forward = pipeline.model.forward
         with open(context.artifacts["model_info"]) as f:
             self.info = json.load(f)
+        self.embedding_stats = dict(np.load(context.artifacts["embedding_stats"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if IMAGE_COLUMN not in model_input:
@@ -60,5 +57,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                 images.append(load_image(data, self.info["input_size"], self.info["max_pixels"]))
             except ImageError as err:
                 raise MlflowException(f"image {i}: {err}", INVALID_PARAMETER_VALUE) from None
-        p_positive = self.model.predict(np.stack(images), verbose=0).ravel()
-        return verdicts(p_positive, self.info["classes"], self.info["reject_threshold"])
+        p_raw, embeddings = self.forward(self.model, np.stack(images))
+        p_positive = calibration.apply_temperature(p_raw, self.info["temperature"])
+        scores = calibration.neither_score(self.info["neither_score"], p_positive, embeddings, self.embedding_stats)
+        return verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])

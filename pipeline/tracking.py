@@ -44,11 +44,15 @@ def data_version(data_dvc: str = "data.dvc") -> str:
         return "untracked"
 
 
+def lineage_tags() -> dict[str, str]:
+    """The code and data a run was made from."""
+    return {"git_commit": git_commit(), "data_version": data_version()}
+
+
 def run_tags(cfg: DictConfig) -> dict[str, str]:
     """What every run and registered version is tagged with, so any of them can be traced back."""
     return {
-        "git_commit": git_commit(),
-        "data_version": data_version(),
+        **lineage_tags(),
         "backbone": cfg.backbone.name,
         "head": cfg.head.name,
         "augment": cfg.augment.name,

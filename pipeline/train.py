@@ -1,4 +1,4 @@
-"""Stage `train@<backbone>`: splits.csv + data/ -> models/<backbone>/ (model.keras, history.csv, run.json, config.yaml).
+"""Stage `train@<backbone>`: splits.csv + data/ -> models/<backbone>/ (model.keras, embedding_stats.npz, history.csv, run.json, config.yaml).
 
 The backbone is frozen: each training image is embedded once per augmentation view and the head
 trains on those cached embeddings, instead of running the backbone again in every epoch. With
@@ -19,7 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, tracking
 from pipeline.images import load_batch
 from pipeline.io import write_json
-from pipeline.model import assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, unfreeze
+from pipeline.calibration import fit_embedding_stats, pool
+from pipeline.model import assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, forward, unfreeze
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):
@@ -46,8 +47,12 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(cfg: DictConfig, x_train, y_train, x_val, y_val) -> tuple[keras.Model, pd.DataFrame]:
-    """Fit the head on cached embeddings (then fine-tune, if configured); return model and history."""
+def train(cfg: DictConfig, x_train, y_train, x_val, y_val) -> tuple[keras.Model, pd.DataFrame, dict]:
+    """Fit the head on cached embeddings (then fine-tune, if configured).
+
+    Returns the model, its history and the class statistics of its training embeddings (for the
+    "neither" score).
+    """
     spec = config.backbone_spec(cfg)
     backbone = build_backbone(spec)
     backbone.trainable = False
@@ -93,7 +98,10 @@ def train(cfg: DictConfig, x_train, y_train, x_val, y_val) -> tuple[keras.Model,
         history = pd.concat([history, pd.DataFrame(fit.history)], ignore_index=True)
 
     history.insert(0, "epoch", range(1, len(history) + 1))
-    return assemble(extractor, head), history
+    model = assemble(extractor, head)
+    # Fine-tuning changed the backbone, so the cached embeddings no longer describe it.
+    train_pooled = forward(model, x_train, batch)[1] if cfg.train.fine_tune_layers > 0 else pool(views[0])
+    return model, history, fit_embedding_stats(train_pooled, y_train)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -107,13 +115,14 @@ def run(cfg: DictConfig) -> Path:
 
     with tracking.backbone_run(cfg) as run:
         mlflow.log_params(tracking.run_params(cfg))
-        model, history = train(cfg, x_train, y_train, x_val, y_val)
+        model, history, embedding_stats = train(cfg, x_train, y_train, x_val, y_val)
         # Write everything beside the final folder, then swap it in: a killed run leaves no model.
         partial = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         model.save(partial / "model.keras")
         history.to_csv(partial / "history.csv", index=False)
+        np.savez(partial / "embedding_stats.npz", **embedding_stats)
         (partial / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
         write_json(partial / "run.json", {"run_id": run.info.run_id, "backbone": spec.name})
         mlflow.log_artifact(str(partial / "config.yaml"))

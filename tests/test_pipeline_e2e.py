@@ -108,6 +108,32 @@ def test_repro_compares_three_backbones_and_registers_the_champion(project, firs
     verdicts = model.predict(pd.DataFrame({IMAGE_COLUMN: [p.read_bytes() for p in photos]}))
     assert len(verdicts) == 4 and set(verdicts.answer) <= {"airplane", "automobile", "neither"}
 
+    # The served model says "neither" to other/ test images at the rate evaluate measured.
+    splits = pd.read_csv(project / "artifacts/split/splits.csv")
+    others = [(project / p).read_bytes() for p in splits[splits.split == "other_test"].path]
+    served_rate = (model.predict(pd.DataFrame({IMAGE_COLUMN: others})).answer == "neither").mean()
+    measured = json.loads((project / f"artifacts/evaluation/{summary['backbone']}/metrics.json").read_text())
+    assert abs(served_rate - measured["test_neither_rate_on_other"]) <= 0.03
+
+
+def test_evaluation_plots_comparison_and_model_card(project, first_repro):
+    for backbone in ("vgg16", "resnet50", "inception_v3"):
+        plots = project / f"artifacts/evaluation/{backbone}/plots"
+        for name in ("confusion_matrix", "roc", "precision_recall", "reliability", "training_curves", "worst_mistakes"):
+            assert (plots / f"{name}.png").stat().st_size > 1000, name
+    table = pd.read_csv(project / "artifacts/comparison/comparison.csv")
+    assert list(table.backbone) == ["vgg16", "resnet50", "inception_v3"]
+    assert (table.accuracy_low <= table.accuracy).all() and (table.accuracy <= table.accuracy_high).all()
+    client = client_for(project)
+    run = client.search_runs([client.get_experiment_by_name("airplane-automobile").experiment_id], "tags.backbone = 'vgg16'")[0]
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/roc.png" in logged and "plots/worst_mistakes.png" in logged
+    assert {"epoch_loss", "epoch_val_accuracy"} <= set(run.data.metrics)
+    card = client.get_model_version(MODEL, "1").description
+    assert "## The \"neither\" answer" in card and "95% CI" in card
+    html = sh("dvc", "plots", "show", "-o", str(project / "plots-html"), cwd=project)
+    assert (project / "plots-html/index.html").exists(), html
+
 
 def test_second_repro_has_nothing_to_do(project, first_repro):
     assert "Data and pipelines are up to date" in sh("dvc", "repro", cwd=project)
@@ -117,7 +143,7 @@ def test_editing_one_backbone_config_reruns_only_its_stages(project, first_repro
     preset = project / "conf/preset/tiny.yaml"
     preset.write_text(TINY_PRESET + "backbones:\n  resnet50: {input_size: 40}\n")
     output = sh("dvc", "repro", cwd=project, timeout=1200)
-    assert stages_run(output) == {"compose", "train@resnet50", "evaluate@resnet50", "register"}
+    assert stages_run(output) == {"compose", "train@resnet50", "evaluate@resnet50", "compare", "register"}
     assert yaml.safe_load((project / "params.yaml").read_text())["backbones"]["resnet50"]["input_size"] == 40
 
 
@@ -158,7 +184,7 @@ def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
 @pytest.mark.parametrize("stage", ["train@vgg16", "register"])
 def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, stage):
     preset = project / "conf/preset/tiny.yaml"
-    preset.write_text(preset.read_text() + f"# rerun all ({stage})\nhead: {{dropout: 0.{len(stage)}}}\n")
+    preset.write_text(TINY_PRESET + f"head: {{dropout: 0.{len(stage)}}}\n")  # a change that reruns every stage
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = project / "killed-repro.log"

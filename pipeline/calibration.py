@@ -1,0 +1,80 @@
+"""Calibrated probabilities and the "neither" score: head outputs + pooled embeddings -> scores.
+
+Used by evaluate (to fit and measure) and by the served model (to apply), so they cannot disagree.
+Two "neither" scores are candidates; evaluate keeps the one that separates reject-class images
+from known-class ones best on validation:
+- max_probability: how unsure the head is, 0.5 - |p - 0.5|. Free, but a head trained on two
+  classes is often sure about a third one.
+- embedding_distance: Mahalanobis distance of the pooled backbone embedding to the nearest class
+  mean (shared, shrunk covariance of the training embeddings). Sees how unlike the training images
+  an input is, whatever the head says.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import minimize_scalar
+from scipy.special import expit, logit
+
+SCORES = ("max_probability", "embedding_distance")
+
+
+def pool(features: np.ndarray) -> np.ndarray:
+    """A backbone feature map (n, h, w, c) -> one embedding per image (n, c)."""
+    return features.mean(axis=(1, 2)) if features.ndim == 4 else features
+
+
+def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """Class means and the precision of the shared within-class covariance, shrunk (Ledoit-Wolf)
+    because there are often fewer training images than embedding dimensions."""
+    from sklearn.covariance import LedoitWolf
+
+    classes = np.unique(labels)
+    means = np.stack([embeddings[labels == c].mean(axis=0) for c in classes])
+    centred = embeddings - means[np.searchsorted(classes, labels)]
+    return {"means": means, "precision": LedoitWolf().fit(centred).precision_}
+
+
+def embedding_distance(embeddings: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    """Mahalanobis distance to the nearest class mean."""
+    distances = []
+    for mean in stats["means"]:
+        diff = embeddings - mean
+        distances.append(np.einsum("ij,jk,ik->i", diff, stats["precision"], diff))
+    return np.sqrt(np.maximum(np.min(distances, axis=0), 0))
+
+
+def max_probability(p_positive: np.ndarray) -> np.ndarray:
+    return 0.5 - np.abs(np.asarray(p_positive) - 0.5)
+
+
+def neither_score(name: str, p_positive: np.ndarray, embeddings: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+    if name == "max_probability":
+        return max_probability(p_positive)
+    return embedding_distance(embeddings, stats)
+
+
+def apply_temperature(p_positive: np.ndarray, temperature: float) -> np.ndarray:
+    p = np.clip(np.asarray(p_positive, dtype="float64"), 1e-7, 1 - 1e-7)
+    return expit(logit(p) / temperature)
+
+
+def fit_temperature(p_positive: np.ndarray, y_true: np.ndarray) -> float:
+    """The temperature that minimises the log loss of the validation predictions."""
+
+    def log_loss(log_t: float) -> float:
+        p = np.clip(apply_temperature(p_positive, np.exp(log_t)), 1e-7, 1 - 1e-7)
+        return -np.mean(y_true * np.log(p) + (1 - y_true) * np.log(1 - p))
+
+    return float(np.exp(minimize_scalar(log_loss, bounds=(-3, 3), method="bounded").x))
+
+
+def expected_calibration_error(y_true: np.ndarray, p_positive: np.ndarray, bins: int = 10) -> float:
+    """Mean gap between confidence and accuracy of the predicted class, weighted by bin size."""
+    p_positive = np.asarray(p_positive)
+    confidence = np.maximum(p_positive, 1 - p_positive)
+    correct = (p_positive >= 0.5) == (np.asarray(y_true) == 1)
+    edges = np.linspace(0.5, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any()]
+    return float(np.sum(gaps))

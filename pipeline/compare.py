@@ -1,0 +1,107 @@
+"""Stage `compare`: evaluation/<backbone>/ + models/<backbone>/ for every compared backbone ->
+comparison/ (comparison.csv, comparison.md, comparison.png), also logged to an MLflow run.
+
+Every figure with a 95% confidence interval from a bootstrap over the test set, so a user can see
+which differences between backbones are real and which are noise.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+from sklearn.metrics import roc_auc_score
+
+from pipeline import config, plots, tracking
+from pipeline.io import read_json, write_atomic
+
+BOOTSTRAP_SAMPLES = 1000
+
+
+def bootstrap_interval(statistic, groups: list[np.ndarray], seed: int) -> tuple[float, float]:
+    """95% percentile interval of statistic(*groups), each group resampled with replacement."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        resampled = [g[rng.integers(0, len(g), len(g))] for g in groups]
+        try:
+            values.append(statistic(*resampled))
+        except ValueError:  # a resample with one class only has no AUC
+            continue
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def summarise(predictions: pd.DataFrame, positive: str, reject_class: str, seed: int) -> dict[str, float]:
+    known = predictions[predictions.label != reject_class]
+    other = predictions[predictions.label == reject_class]
+    y, p = (known.label == positive).to_numpy(dtype=int), known.p_positive.to_numpy()
+    pairs = np.c_[y, p]  # resample label and prediction together
+
+    def accuracy(rows):
+        return float(((rows[:, 1] >= 0.5) == (rows[:, 0] == 1)).mean())
+
+    def auc(rows):
+        return float(roc_auc_score(rows[:, 0], rows[:, 1]))
+
+    def neither_auc(known_scores, other_scores):
+        labels = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
+        return float(roc_auc_score(labels, np.r_[known_scores, other_scores]))
+
+    row = {}
+    for name, statistic, groups in [
+        ("accuracy", accuracy, [pairs]),
+        ("roc_auc", auc, [pairs]),
+        ("neither_auroc", neither_auc, [known.neither_score.to_numpy(), other.neither_score.to_numpy()]),
+    ]:
+        row[name] = statistic(*groups)
+        row[f"{name}_low"], row[f"{name}_high"] = bootstrap_interval(statistic, groups, seed)
+    return row
+
+
+def compare(cfg: DictConfig) -> pd.DataFrame:
+    rows = []
+    for name in cfg.compare:
+        evaluation, model_dir = Path(cfg.paths.evaluation) / name, Path(cfg.paths.models) / name
+        predictions = pd.read_csv(evaluation / "predictions.csv")
+        row = {"backbone": name, **summarise(predictions, cfg.data.classes[1], cfg.data.reject_class, cfg.data.seed)}
+        row["latency_ms_per_image"] = read_json(evaluation / "metrics.json")["latency_ms_per_image"]
+        row["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame) -> str:
+    lines = [
+        "| backbone | test accuracy | test ROC AUC | \"neither\" AUROC | latency ms/image | model MB |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in table.itertuples():
+        cells = [f"{getattr(r, m):.3f} [{getattr(r, m + '_low'):.3f}, {getattr(r, m + '_high'):.3f}]" for m in ("accuracy", "roc_auc", "neither_auroc")]
+        lines.append(f"| {r.backbone} | {' | '.join(cells)} | {r.latency_ms_per_image:.1f} | {r.model_size_mb:.1f} |")
+    return "\n".join(lines) + "\n\nIntervals: 95% bootstrap over the test set.\n"
+
+
+def run(cfg: DictConfig) -> pd.DataFrame:
+    out_dir = Path(cfg.paths.comparison)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = compare(cfg)
+    write_atomic(out_dir / "comparison.csv", table.to_csv(index=False))
+    write_atomic(out_dir / "comparison.md", markdown(table))
+    plots.comparison_chart(out_dir / "comparison.png", table)
+    experiment_id = tracking.setup(cfg)
+    with mlflow.start_run(experiment_id=experiment_id, run_name="comparison", tags={"comparison": ",".join(cfg.compare), **tracking.lineage_tags()}):
+        mlflow.log_artifacts(str(out_dir), "comparison")
+        mlflow.log_table(table, "comparison/comparison.json")
+    print(markdown(table))
+    return table
+
+
+def main() -> None:
+    run(config.from_argv(description=__doc__))
+
+
+if __name__ == "__main__":
+    main()
