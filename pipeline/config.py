@@ -133,6 +133,8 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
                 f"backbones.{name}.input_size={spec.input_size} is below {spec.min_input_size}, "
                 f"the smallest input {spec.application} accepts"
             )
+    if not typed.register.metric.startswith("val_"):
+        raise ConfigError(f"register.metric must be a validation metric (val_*), not {typed.register.metric!r}")
     if typed.head.pooling not in ("flatten", "avg"):
         raise ConfigError(f"head.pooling must be flatten or avg, not {typed.head.pooling!r}")
     OmegaConf.set_readonly(typed, True)

@@ -135,9 +135,21 @@ images. Probabilities are temperature-scaled (T = {calibration["temperature"]:.3
 """
 
 
+def current_champion(client: MlflowClient, cfg: DictConfig, splits: pd.DataFrame):
+    """The version the alias names now and its score on this val split (None, None if there is none)."""
+    name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
+    try:
+        champion = client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException:
+        return None, None  # first registration
+    try:
+        return champion, score_on_val(client.get_model_version_download_uri(name, champion.version), cfg, splits)
+    except subprocess.CalledProcessError:
+        print(f"register: champion v{champion.version} could not be scored (see above); it will be replaced")
+        return champion, None
+
+
 def run(cfg: DictConfig) -> dict:
-    if not cfg.register.metric.startswith("val_"):
-        raise config.ConfigError(f"register.metric must be a validation metric (val_*), not {cfg.register.metric!r}")
     scores = {
         name: read_json(Path(cfg.paths.evaluation) / name / "metrics.json")[cfg.register.metric]
         for name in cfg.compare
@@ -152,16 +164,7 @@ def run(cfg: DictConfig) -> dict:
     tracking.setup(cfg)
     client = MlflowClient()
     name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
-    try:
-        champion = client.get_model_version_by_alias(name, alias)
-    except mlflow.exceptions.MlflowException:
-        champion = None  # first registration: no champion yet
-    champion_score = None
-    if champion:
-        try:
-            champion_score = score_on_val(client.get_model_version_download_uri(name, champion.version), cfg, splits)
-        except subprocess.CalledProcessError:
-            print(f"register: champion v{champion.version} could not be scored (see above); it will be replaced")
+    champion, champion_score = current_champion(client, cfg, splits)
 
     logged = log_candidate(cfg, model_dir, calibration, example)
     new_version = logged.registered_model_version
