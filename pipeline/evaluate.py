@@ -23,34 +23,31 @@ from pipeline import calibration, config, plots, tracking
 from pipeline.images import load_batch
 from pipeline.io import write_json
 from pipeline.metrics import binary_metrics, neither_auroc, neither_metrics, reject_threshold
-from pipeline.model import forward
+from pipeline.model import Predictor
 
 ACCEPT_RATE = 0.95  # share of known-class validation images the "neither" threshold lets through
 SPLITS = ("val", "test", "other_val", "other_test")
 
 
-def latency_ms(model: keras.Model, image: np.ndarray, repeats: int = 20) -> float:
-    """Mean wall time of one single-image forward pass, after warm-up, in milliseconds."""
-    import tensorflow as tf
-
-    infer = tf.function(lambda x: model(x, training=False))
-    batch = tf.constant(image[None])
+def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> float:
+    """Mean wall time of one single-image forward pass, as served, after warm-up, in milliseconds."""
     for _ in range(3):
-        infer(batch)
+        predictor(image[None])
     start = time.perf_counter()
     for _ in range(repeats):
-        infer(batch).numpy()
+        predictor(image[None])
     return (time.perf_counter() - start) / repeats * 1000
 
 
 def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, dict]:
     size, classes = cfg.backbone.input_size, list(cfg.data.classes)
     images, y, p_raw, pooled = {}, {}, {}, {}
+    predictor = Predictor(model, cfg.train.extract_batch_size)
     for name in SPLITS:
         part = splits[splits.split == name]
         images[name] = load_batch(part.path, size, cfg.data.max_pixels, progress=f"decode {name}")
         y[name] = (part.label == classes[1]).to_numpy(dtype=int)
-        p_raw[name], pooled[name] = forward(model, images[name], cfg.train.extract_batch_size)
+        p_raw[name], pooled[name] = predictor(images[name])
 
     # Temperature scaling, fitted on validation, kept only where it lowers the calibration error.
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
@@ -79,7 +76,7 @@ def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFr
         "test_ece": calibration.expected_calibration_error(y["test"], p["test"]),
         **{f"val_neither_auroc_{score}": auroc for score, auroc in val_aurocs.items()},
         **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], threshold),
-        "latency_ms_per_image": latency_ms(model, images["test"][0]),
+        "latency_ms_per_image": latency_ms(predictor, images["test"][0]),
     }
     fitted = {"temperature": temperature, "neither_score": chosen, "reject_threshold": threshold, "accept_rate": ACCEPT_RATE}
 

@@ -15,6 +15,9 @@ import numpy as np
 from pipeline.config import AugmentConfig, BackboneConfig, HeadConfig
 
 
+VARIANCE_FLOOR = 0.01  # of the mean feature variance; see build_head
+
+
 class WeightsUnavailable(RuntimeError):
     """ImageNet weights could not be fetched; the message says what to do."""
 
@@ -38,6 +41,8 @@ class BackbonePreprocess(keras.layers.Layer):
 def build_backbone(spec: BackboneConfig) -> keras.Model:
     """keras.applications.<application>(include_top=False), weights as configured."""
     application = getattr(keras.applications, spec.application)
+    default_policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(spec.precision)  # the applications take no dtype argument
     try:
         return application(
             include_top=False,
@@ -53,6 +58,8 @@ def build_backbone(spec: BackboneConfig) -> keras.Model:
             f"(or $KERAS_HOME/models/), or set backbones.{spec.name}.weights to the path of a "
             f"weights file, or to null for random init (the `preset=offline` config does that)."
         ) from err
+    finally:
+        keras.config.set_dtype_policy(default_policy)
 
 
 def unfreeze(backbone: keras.Model, top_layers: int) -> None:
@@ -84,6 +91,7 @@ def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
     images = keras.Input((spec.input_size, spec.input_size, 3), name="image")
     x = BackbonePreprocess(spec.module, name="preprocess")(images)
     features = backbone(x, training=False)  # BatchNorm keeps its inference statistics
+    features = keras.ops.cast(features, "float32")  # the head and the statistics stay float32 at any precision
     return keras.Model(images, features, name=f"{spec.name}_extractor")
 
 
@@ -98,6 +106,11 @@ def build_head(train_embeddings: np.ndarray, spec: HeadConfig) -> keras.Model:
     pool = keras.layers.Flatten() if spec.pooling == "flatten" else keras.layers.GlobalAveragePooling2D()
     standardise = keras.layers.Normalization(axis=-1, name="standardise")
     standardise.adapt(pool(train_embeddings))
+    # A feature that is constant on the training images (a dead ReLU unit) has variance 0 and would
+    # be divided by ~1e-7, so a test image where it fires gets values near 1e6. Floor the variance.
+    variance = keras.ops.convert_to_numpy(standardise.adapt_variance)
+    standardise.adapt_variance.assign(np.maximum(variance, VARIANCE_FLOOR * variance.mean()))
+    standardise.finalize_state()
     x = standardise(pool(features))
     if spec.hidden_units:
         x = keras.layers.Dense(spec.hidden_units, activation="relu")(x)
@@ -138,10 +151,32 @@ def halves(classifier: keras.Model) -> tuple[keras.Model, keras.Model]:
     return extractor, head
 
 
-def forward(classifier: keras.Model, images: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
-    """Raw images -> (P(second class), pooled embedding), the backbone run once for both."""
-    from pipeline.calibration import pool
+class Predictor:
+    """Raw images -> (P(second class), pooled embedding), the backbone run once for both.
 
-    extractor, head = halves(classifier)
-    features = extractor.predict(images, batch_size=batch_size, verbose=0)
-    return head.predict(features, batch_size=batch_size, verbose=0).ravel(), pool(features)
+    One compiled `tf.function` over the whole model, called per batch: `predict()` rebuilds its data
+    pipeline on every call, which costs more than a small model's forward pass when serving one image.
+    """
+
+    def __init__(self, classifier: keras.Model, batch_size: int = 32):
+        import tensorflow as tf
+
+        extractor, head = halves(classifier)
+        self.batch_size = batch_size
+
+        @tf.function(reduce_retracing=True)  # one trace serves every batch size
+        def step(images):
+            features = extractor(images, training=False)
+            return head(features, training=False), features
+
+        self.step = step
+
+    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from pipeline.calibration import pool
+
+        probabilities, embeddings = [], []
+        for start in range(0, len(images), self.batch_size):
+            p, features = self.step(images[start : start + self.batch_size])
+            probabilities.append(np.asarray(p).ravel())
+            embeddings.append(pool(np.asarray(features)))
+        return np.concatenate(probabilities), np.concatenate(embeddings)

@@ -42,22 +42,29 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         import pipeline.model  # registers the custom preprocessing layer
 
-        self.model = keras.saving.load_model(context.artifacts["keras_model"])
-        self.forward = pipeline.model.forward
+        self.forward = pipeline.model.Predictor(keras.saving.load_model(context.artifacts["keras_model"]))
         with open(context.artifacts["model_info"]) as f:
             self.info = json.load(f)
         self.embedding_stats = dict(np.load(context.artifacts["embedding_stats"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        if IMAGE_COLUMN not in model_input:
-            raise MlflowException(f"missing column {IMAGE_COLUMN!r} of image bytes", INVALID_PARAMETER_VALUE)
+        if not isinstance(model_input, pd.DataFrame) or IMAGE_COLUMN not in model_input:
+            raise MlflowException(
+                f"expected a column {IMAGE_COLUMN!r} of image bytes (dataframe_split or dataframe_records, base64)",
+                INVALID_PARAMETER_VALUE,
+            )
+        if model_input.empty:
+            raise MlflowException("empty batch: send at least one image", INVALID_PARAMETER_VALUE)
         images = []
         for i, data in enumerate(model_input[IMAGE_COLUMN]):
+            if not isinstance(data, bytes):
+                # A str would be read as a file path by Pillow: never open server files on request.
+                raise MlflowException(f"image {i}: expected image bytes, got {type(data).__name__}", INVALID_PARAMETER_VALUE)
             try:
                 images.append(load_image(data, self.info["input_size"], self.info["max_pixels"]))
             except ImageError as err:
                 raise MlflowException(f"image {i}: {err}", INVALID_PARAMETER_VALUE) from None
-        p_raw, embeddings = self.forward(self.model, np.stack(images))
+        p_raw, embeddings = self.forward(np.stack(images))
         p_positive = calibration.apply_temperature(p_raw, self.info["temperature"])
         scores = calibration.neither_score(self.info["neither_score"], p_positive, embeddings, self.embedding_stats)
         return verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])

@@ -20,7 +20,7 @@ from pipeline import config, tracking
 from pipeline.images import load_batch
 from pipeline.io import write_json
 from pipeline.calibration import fit_embedding_stats, pool
-from pipeline.model import assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, forward, unfreeze
+from pipeline.model import assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, Predictor, unfreeze
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):
@@ -100,7 +100,7 @@ def train(cfg: DictConfig, x_train, y_train, x_val, y_val) -> tuple[keras.Model,
     history.insert(0, "epoch", range(1, len(history) + 1))
     model = assemble(extractor, head)
     # Fine-tuning changed the backbone, so the cached embeddings no longer describe it.
-    train_pooled = forward(model, x_train, batch)[1] if cfg.train.fine_tune_layers > 0 else pool(views[0])
+    train_pooled = Predictor(model, batch)(x_train)[1] if cfg.train.fine_tune_layers > 0 else pool(views[0])
     return model, history, fit_embedding_stats(train_pooled, y_train)
 
 

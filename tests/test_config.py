@@ -34,6 +34,7 @@ def test_input_sizes_are_the_backbones_own():
         (["train.epochs=ten"], "epochs"),
         (["backbone=resnet5"], "resnet5"),
         (["head.pooling=max"], "pooling"),
+        (["backbones.vgg16.precision=bf16"], "precision"),
         (["register.metric=test_accuracy"], "validation metric"),
         (["preset=offline", "backbones.inception_v3.input_size=32"], "below 75"),
     ],

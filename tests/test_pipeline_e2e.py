@@ -87,8 +87,9 @@ def test_repro_compares_three_backbones_and_registers_the_champion(project, firs
     assert {"train@vgg16", "train@resnet50", "train@inception_v3", "register"} <= stages_run(first_repro)
     client = client_for(project)
     experiment = client.get_experiment_by_name("airplane-automobile")
-    runs = client.search_runs([experiment.experiment_id])
+    runs = client.search_runs([experiment.experiment_id], "tags.backbone LIKE '%'")
     assert sorted(r.data.tags["backbone"] for r in runs) == ["inception_v3", "resnet50", "vgg16"]
+    assert len(client.search_runs([experiment.experiment_id], "tags.comparison LIKE '%'")) == 1
     assert all(r.info.status == "FINISHED" for r in runs)
     metric_names = {frozenset(r.data.metrics) for r in runs}
     assert len(metric_names) == 1 and {"test_accuracy", "val_roc_auc", "latency_ms_per_image"} <= set(*metric_names)

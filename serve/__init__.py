@@ -1,0 +1,48 @@
+"""Serving the registered model: where it is (model_uri) and how to read one verdict row (confidence, reason)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+MLFLOW_CONF = ROOT / "conf" / "mlflow" / "default.yaml"
+
+
+def model_uri() -> str:
+    """MODEL_URI if set, else the configured registered model under its champion alias."""
+    conf = yaml.safe_load(MLFLOW_CONF.read_text())
+    return os.environ.get("MODEL_URI") or f"models:/{conf['registered_model']}@{conf['champion_alias']}"
+
+
+def use_tracking_store() -> None:
+    """Point MLflow at the pipeline's store unless MLFLOW_TRACKING_URI says otherwise.
+
+    The configured sqlite path is relative to the project root, so resolve it there: the server
+    or the page may be started from any directory.
+    """
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return
+    uri = yaml.safe_load(MLFLOW_CONF.read_text())["tracking_uri"]
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_absolute():
+        uri = prefix + str(ROOT / uri[len(prefix):])
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+
+
+def confidence(row: dict) -> float:
+    """How sure the answer is: the probability of the class answered; for "neither", the larger one."""
+    probabilities = {key[2:]: value for key, value in row.items() if key.startswith("p_")}
+    return probabilities.get(row["answer"], max(probabilities.values()))
+
+
+def reason(row: dict) -> str:
+    """Why the answer is "neither", in one line (empty for a class answer)."""
+    if row["answer"] != "neither":
+        return ""
+    return (
+        f"unlike the training photos: its neither score {row['neither_score']:.3g} is above "
+        f"the threshold {row['neither_threshold']:.3g}"
+    )

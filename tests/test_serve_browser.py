@@ -1,0 +1,67 @@
+"""The page in a real browser: `streamlit run serve/app.py` + headless Chromium -> upload, Process, verdict and error shown."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from test_serve_rest import free_port, real_photos, register_tiny_model, stop
+
+CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `apt-get install chromium`
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+
+
+@pytest.fixture
+def page_url(tmp_path_factory, tmp_path):
+    """`streamlit run serve/app.py` on a free 127.0.0.1 port, loading the tiny model itself -> its URL."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": register_tiny_model(tmp_path_factory.getbasetemp() / "serve_store")}
+    env.pop("SERVING_URL", None)
+    env.pop("MODEL_URI", None)
+    command = [sys.executable, "-m", "streamlit", "run", "serve/app.py", "--server.headless", "true",
+               "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
+    log = tmp_path / "streamlit.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, f"streamlit not up after 60 s:\n{log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.3)
+        yield url
+    finally:
+        stop(process)
+
+
+def test_upload_process_and_read_the_verdict(page_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo = real_photos(per_folder=1)[0]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a photo")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page()
+            page.goto(page_url, timeout=60_000)
+            page.locator("input[type=file]").set_input_files([str(photo), str(broken)], timeout=60_000)
+            expect(page.get_by_role("button", name=f"Remove {broken.name}")).to_be_visible(timeout=30_000)  # uploads listed
+            page.get_by_role("button", name="Process").click(timeout=30_000)
+            expect(page.get_by_text("confidence")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("broken.jpg: image 0: not an image")).to_be_visible(timeout=30_000)
+            assert "Traceback" not in page.content()
+        finally:
+            browser.close()

@@ -1,0 +1,301 @@
+"""REST serving, for real: a tiny registered model -> `mlflow models serve` and the guarded app answer photos, refuse bad input cleanly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, encode, gradient
+
+PHOTOS = ROOT.parent / "shared" / "photos"
+MODEL_NAME = "airplane-automobile-classifier"  # conf/mlflow/default.yaml; the page and server default to it
+MAX_PIXELS = 2_000_000  # the model's pixel limit here, so the over-the-limit image stays small
+MAX_BODY_BYTES = 2_000_000  # the guarded server's body limit here
+ANSWERS = {"airplane", "automobile", "neither"}
+
+
+def register_tiny_model(directory: Path) -> str:
+    """Register a random-weight VGG16 at 32 pixels as champion in a SQLite store in directory -> its tracking URI.
+
+    Built once per test session: a second call finds it done.
+    """
+    uri = f"sqlite:///{directory}/mlruns.db"
+    if (directory / "done").exists():
+        return uri
+    import numpy as np
+    from mlflow import MlflowClient
+
+    from pipeline import calibration, config
+    from pipeline import model as models
+    from pipeline.register import log_candidate
+
+    directory.mkdir(parents=True, exist_ok=True)
+    overrides = [
+        "preset=offline",
+        "backbone=vgg16",
+        f"mlflow.tracking_uri={uri}",
+        f"mlflow.artifact_location={directory}/artifacts",
+        f"mlflow.registered_model={MODEL_NAME}",
+        f"data.max_pixels={MAX_PIXELS}",
+    ]
+    cfg = config.compose(overrides)
+    spec = config.backbone_spec(cfg)
+    extractor = models.build_extractor(spec, models.build_backbone(spec))
+    images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
+    features = extractor.predict(images, verbose=0)
+    model_dir = directory / "model"
+    model_dir.mkdir()
+    models.assemble(extractor, models.build_head(features, cfg.head)).save(model_dir / "model.keras")
+    stats = calibration.fit_embedding_stats(calibration.pool(features), np.array([0, 1] * 4))
+    np.savez(model_dir / "embedding_stats.npz", **stats)
+    (model_dir / "config.yaml").write_text("# tiny test model\n")
+    calibrated = {"temperature": 1.0, "neither_score": "max_probability", "reject_threshold": 0.45}
+    example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
+
+    saved = os.environ.get("MLFLOW_TRACKING_URI")
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # it wins over the config; never write to another store
+    try:
+        logged = log_candidate(cfg, model_dir, calibrated, example)
+        MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", logged.registered_model_version)
+    finally:
+        os.environ.pop("MLFLOW_TRACKING_URI")
+        if saved is not None:
+            os.environ["MLFLOW_TRACKING_URI"] = saved
+    (directory / "done").touch()
+    return uri
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory) -> str:
+    return register_tiny_model(tmp_path_factory.getbasetemp() / "serve_store")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
+    # Own process group: `mlflow models serve` execs uvicorn in a child shell; stopping the group stops both.
+    with open(log, "wb") as out:
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM to its process group, SIGKILL after 20 s."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+
+def wait_until_up(process: subprocess.Popen, base: str, log: Path, limit_s: float = 150) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/ping", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    pytest.fail(f"server not up after {limit_s} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def servers(tracking_uri, tmp_path_factory):
+    """Both servers on free 127.0.0.1 ports -> {"mlflow": url, "guarded": url} of /invocations."""
+    logs = tmp_path_factory.mktemp("serve_logs")
+    bin_dir = str(Path(sys.executable).parent)
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "MODEL_URI": f"models:/{MODEL_NAME}@champion",
+        "SERVE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `mlflow models serve` runs `uvicorn` from PATH
+    }
+    ports = {"mlflow": free_port(), "guarded": free_port()}
+    commands = {
+        "mlflow": [sys.executable, "-m", "mlflow", "models", "serve", "-m", env["MODEL_URI"], "--env-manager", "local",
+                   "-h", "127.0.0.1", "-p", str(ports["mlflow"])],
+        "guarded": [sys.executable, "-m", "uvicorn", "--factory", "serve.asgi:create_app",
+                    "--host", "127.0.0.1", "--port", str(ports["guarded"])],
+    }
+    processes = {name: start(command, env, logs / f"{name}.log") for name, command in commands.items()}
+    try:
+        for name, process in processes.items():  # both load the model at the same time
+            wait_until_up(process, f"http://127.0.0.1:{ports[name]}", logs / f"{name}.log")
+        yield {name: f"http://127.0.0.1:{port}/invocations" for name, port in ports.items()}
+    finally:
+        for process in processes.values():
+            stop(process)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def split(*images: bytes) -> dict:
+    return {"dataframe_split": {"columns": ["image"], "data": [[b64(image)] for image in images]}}
+
+
+def post(url: str, body, content_type: str = "application/json") -> tuple[int, str]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def real_photos(per_folder: int) -> list[Path]:
+    return [path for folder in ("airplane", "automobile", "other") for path in sorted((PHOTOS / folder).glob("*.jpg"))[:per_folder]]
+
+
+def check_verdicts(body: str, count: int) -> None:
+    rows = json.loads(body)["predictions"]
+    assert len(rows) == count
+    for row in rows:
+        assert row["answer"] in ANSWERS
+        assert abs(row["p_airplane"] + row["p_automobile"] - 1) < 1e-6
+
+
+@pytest.mark.parametrize("server", ["mlflow", "guarded"])
+def test_real_photos_in_one_batch(servers, server):
+    photos = real_photos(per_folder=3)
+    status, body = post(servers[server], split(*(p.read_bytes() for p in photos)))
+    assert status == 200, body
+    check_verdicts(body, len(photos))
+
+
+@pytest.mark.parametrize("server", ["mlflow", "guarded"])
+def test_every_good_kind_of_image(servers, server, good_images):
+    for kind, data in good_images.items():
+        status, body = post(servers[server], split(data))
+        assert status == 200, f"{kind}: {body}"
+        check_verdicts(body, 1)
+    records = {"dataframe_records": [{"image": b64(data)} for data in good_images.values()]}
+    status, body = post(servers[server], records)
+    assert status == 200, body
+    check_verdicts(body, len(good_images))
+
+
+def bad_requests(bad_images: dict[str, bytes]) -> dict[str, tuple]:
+    """name -> (body, content type, expected status, words the message must contain)."""
+    good = encode(gradient(), "PNG")
+    # Each bad image goes second in its batch: the message must name image 1.
+    expected = {
+        "empty": "image 1: empty file",
+        "not an image": "image 1: not an image",
+        "truncated": "image 1: truncated",
+        "truncated header": "image 1: truncated",
+        "pixels": "over the limit",
+    }
+    cases = {f"image {name}": (split(good, data), "application/json", 400, expected[name]) for name, data in bad_images.items()}
+    cases.update(
+        {
+            "not base64": ({"dataframe_split": {"columns": ["image"], "data": [[b64(good)], ["@@not base64@@!"]]}}, "application/json", 400, "image 1: not valid base64"),
+            "number, not bytes": ({"dataframe_records": [{"image": 7}]}, "application/json", 400, "image 0: expected"),
+            "wrong column": ({"dataframe_split": {"columns": ["picture"], "data": [[b64(good)]]}}, "application/json", 400, "['image']"),
+            "missing column": ({"dataframe_records": [{"picture": b64(good)}]}, "application/json", 400, "['image']"),
+            "malformed JSON": (b'{"dataframe_split": {"columns": ["image"], "data": [["iVBOR', "application/json", 400, "not valid JSON"),
+            "not UTF-8": (b"\xff\xfe\x00garbage", "application/json", 400, "not valid JSON"),
+            "empty batch": ({"dataframe_split": {"columns": ["image"], "data": []}}, "application/json", 400, "empty batch"),
+            "empty records": ({"dataframe_records": []}, "application/json", 400, "empty batch"),
+            "inputs format": ({"inputs": {"image": [b64(good)]}}, "application/json", 400, "dataframe_split"),
+            "no format field": ({"images": [b64(good)]}, "application/json", 400, "dataframe_split"),
+            "over the size limit": (split(b"\0" * MAX_BODY_BYTES), "application/json", 413, "limit"),
+            "wrong content type": (b64(good).encode(), "image/png", 415, "content types"),
+            "CSV naming a file on the server": (f"image\n{ROOT / 'README.md'}\n".encode(), "text/csv", 415, "CSV"),
+        }
+    )
+    return cases
+
+
+def test_bad_input_is_refused_cleanly_and_the_server_keeps_answering(servers, bad_images):
+    url = servers["guarded"]
+    good = encode(gradient(), "JPEG")
+    for name, (body, content_type, status, words) in bad_requests(bad_images).items():
+        got, text = post(url, body, content_type)
+        assert got == status, f"{name}: {got} {text}"
+        error = json.loads(text)
+        assert set(error) == {"error_code", "message"}, f"{name}: {text}"
+        assert words in error["message"], f"{name}: {error['message']}"
+        assert "Traceback" not in text and "\\x" not in text, f"{name}: {text}"  # no stack trace, no bytes
+        assert b64(good)[:16] not in text and "iVBOR" not in text, f"{name}: echoes the input: {text}"
+        got, text = post(url, split(good))
+        assert got == 200, f"after {name}: {text}"
+
+
+def test_plain_mlflow_server_refuses_bad_images_with_4xx_naming_the_item(servers, bad_images):
+    """What `mlflow models serve` alone gives: the model's message with the item, inside MLflow's wording."""
+    url = servers["mlflow"]
+    good = encode(gradient(), "PNG")
+    for name, data in bad_images.items():
+        status, text = post(url, split(good, data))
+        assert status == 400, f"{name}: {text}"
+        assert "image 1: " in json.loads(text)["message"], f"{name}: {text}"
+        assert post(url, split(good))[0] == 200
+
+
+def test_client_prints_one_line_per_photo(servers, tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a photo")
+    photos = real_photos(per_folder=2)
+    command = [sys.executable, "-m", "serve.client", *map(str, photos), str(tmp_path), "--url", servers["guarded"]]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(photos) + 1, result.stdout + result.stderr
+    for line, photo in zip(lines, photos):
+        path, answer, confidence, *_ = line.split("\t")
+        assert path == str(photo) and answer in ANSWERS and 0.0 <= float(confidence) <= 1.0
+    assert lines[-1].startswith(str(tmp_path / "broken.jpg")) and "not an image" in lines[-1]
+    assert result.returncode == 1  # a photo failed
+
+
+def test_streamlit_page_through_the_endpoint(servers, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("SERVING_URL", servers["guarded"])
+    page = AppTest.from_file(str(ROOT / "serve" / "app.py"), default_timeout=60).run()
+    photo = real_photos(per_folder=1)[0]
+    page.file_uploader[0].set_value([(photo.name, photo.read_bytes(), "image/jpeg"), ("notes.png", b"hello", "image/png")])
+    page.button[0].click().run()
+    assert not page.exception
+    assert any(photo.name in m.value and "confidence" in m.value for m in page.markdown)
+    assert [e.value for e in page.error] == ["notes.png: HTTP 400: image 0: not an image (no format Pillow reads recognises it)"]
+
+
+def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
+    """The Procfile's web process, run as a platform would (a shell, PORT set), serves the champion on PORT."""
+    command = (ROOT / "Procfile").read_text().partition("web:")[2].strip()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    env.pop("MODEL_URI", None)  # the default: the configured registered model @champion
+    process = start(["bash", "-c", command], env, tmp_path / "web.log")
+    try:
+        wait_until_up(process, f"http://127.0.0.1:{port}", tmp_path / "web.log")
+        status, body = post(f"http://127.0.0.1:{port}/invocations", split(encode(gradient(), "JPEG")))
+        assert status == 200, body
+        check_verdicts(body, 1)
+    finally:
+        stop(process)
