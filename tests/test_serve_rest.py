@@ -299,3 +299,20 @@ def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
         check_verdicts(body, 1)
     finally:
         stop(process)
+
+
+def test_dockerfile_keeps_step_with_mlflows_own(tracking_uri, tmp_path):
+    """Docker cannot run here: check our Dockerfile against the one `mlflow models generate-dockerfile` writes."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    command = [sys.executable, "-m", "mlflow", "models", "generate-dockerfile", "-m", f"models:/{MODEL_NAME}@champion",
+               "-d", str(tmp_path), "--env-manager", "local"]
+    subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
+    theirs = (tmp_path / "Dockerfile").read_text().splitlines()
+    ours = (ROOT / "Dockerfile").read_text()
+    base = next(line for line in theirs if line.startswith("FROM "))
+    mlflow_pin = next(line for line in theirs if "pip install mlflow==" in line).split()[-1]
+    install = next(line for line in theirs if "_install_pyfunc_deps" in line)
+    assert base in ours and f"pip install {mlflow_pin}" in ours and install in ours
+    assert "COPY model_dir /opt/ml/model" in ours and (tmp_path / "model_dir" / "MLmodel").exists()
+    for source in ("serve/", "conf/mlflow/"):  # what the image's command needs from the project
+        assert f"COPY {source} {source}" in ours and (ROOT / source).is_dir()
