@@ -15,7 +15,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient

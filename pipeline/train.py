@@ -20,7 +20,7 @@ from pipeline import config, tracking
 from pipeline.images import load_batch
 from pipeline.io import write_json
 from pipeline.calibration import fit_embedding_stats, pool
-from pipeline.model import assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, Predictor, unfreeze
+from pipeline.model import Predictor, assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, unfreeze
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):

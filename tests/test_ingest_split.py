@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import encode, gradient
+from conftest import encode
 from PIL import Image
 
 from pipeline import config, ingest, split
