@@ -43,14 +43,19 @@ def sgd():
     return keras.optimizers.SGD(learning_rate=1e-3, momentum=0.9)
 
 
+def original_head(features):
+    """The original script's head, Flatten -> Dense 128 relu -> Dense 1 sigmoid, on a feature tensor."""
+    x = keras.layers.Flatten()(features)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    return keras.layers.Dense(1, activation="sigmoid")(x)
+
+
 def original(extractor, x_train, y_train, x_test, y_test, epochs, batch_size):
     """The original approach: frozen backbone inside the model, so it runs on every image in every epoch."""
     start = time.perf_counter()
-    keras.utils.set_random_seed(0)  # same head initialisation as ours
+    keras.utils.set_random_seed(0)  # same head initialisation and batch order as "ours, original head"
     images = keras.Input(extractor.input_shape[1:])
-    x = keras.layers.Flatten()(extractor(images))
-    x = keras.layers.Dense(128, activation="relu")(x)
-    model = keras.Model(images, keras.layers.Dense(1, activation="sigmoid")(x))
+    model = keras.Model(images, original_head(extractor(images)))
     model.compile(sgd(), loss="binary_crossentropy", metrics=["accuracy"])
     model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
@@ -59,12 +64,20 @@ def original(extractor, x_train, y_train, x_test, y_test, epochs, batch_size):
 
 
 def ours(extractor, head_spec, extract_batch, x_train, y_train, x_test, y_test, epochs, batch_size):
-    """Ours (pipeline.train without augmentation): the backbone runs once per image, the head trains on the embeddings."""
+    """Ours (pipeline.train without augmentation): the backbone runs once per image, the head trains on the embeddings.
+
+    head_spec None trains the original head instead of ours (which standardises the features first):
+    the same computation as the original approach, so its accuracy must match the original's.
+    """
     start = time.perf_counter()
     embeddings = embed(extractor, x_train, extract_batch)
     embedded = time.perf_counter()
     keras.utils.set_random_seed(0)
-    head = build_head(embeddings, head_spec)
+    if head_spec is None:
+        features = keras.Input(embeddings.shape[1:])
+        head = keras.Model(features, original_head(features))
+    else:
+        head = build_head(embeddings, head_spec)
     head.compile(sgd(), loss="binary_crossentropy", metrics=["accuracy"])
     head.fit(embeddings, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
@@ -101,16 +114,19 @@ def main() -> None:
         extractors[side] = build_extractor(side_spec, backbone)
         backbone(x_train[:2].astype("float32"))  # warm-up (oneDNN kernels): neither side pays first-run costs
 
+    data = (x_train, y_train, x_test, y_test)
+    batches = (args.epochs, args.batch)
     results = {
-        "ours": ours(extractors["ours"], cfg.head, cfg.train.extract_batch_size, x_train, y_train, x_test, y_test, args.epochs, args.batch),
-        "original": original(extractors["original"], x_train, y_train, x_test, y_test, args.epochs, args.batch),
+        "ours": ours(extractors["ours"], cfg.head, cfg.train.extract_batch_size, *data, *batches),
+        "ours, original head": ours(extractors["original"], None, cfg.train.extract_batch_size, *data, *batches),
+        "original": original(extractors["original"], *data, *batches),
     }
     print(f"\nVGG16 {args.size}px random weights, {len(x_train)} train / {len(x_test)} test images, "
           f"{args.epochs} epochs, batch {args.batch}, SGD(1e-3, momentum 0.9); nproc {os.cpu_count()}, "
           f"load average {os.getloadavg()[0]:.2f}; overrides for ours: {args.overrides or 'none'}")
     for name, (seconds, accuracy, parts) in results.items():
         detail = ", ".join(f"{k} {v:.1f} s" for k, v in parts.items())
-        print(f"{name:9s} train {seconds:7.1f} s  test accuracy {accuracy:.3f}" + (f"  ({detail})" if detail else ""))
+        print(f"{name:20s} train {seconds:7.1f} s  test accuracy {accuracy:.3f}" + (f"  ({detail})" if detail else ""))
     speedup = results["original"][0] / results["ours"][0]
     print(f"speed-up original/ours: {speedup:.1f}x (target >= 12x)")
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from test_serve_rest import free_port, real_photos, register_tiny_model, stop
+from test_serve_rest import real_photos, register_tiny_model
+
+from serve.process import free_port, launch, stop, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `apt-get install chromium`
 
@@ -28,19 +26,10 @@ def page_url(tmp_path_factory, tmp_path):
     command = [sys.executable, "-m", "streamlit", "run", "serve/app.py", "--server.headless", "true",
                "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false"]
     log = tmp_path / "streamlit.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    process = launch(command, env, log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"streamlit not up after 60 s:\n{log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.3)
+        wait_until_up(process, f"{url}/_stcore/health", log, limit_s=60)
         yield url
     finally:
         stop(process)

@@ -5,17 +5,16 @@ from __future__ import annotations
 import base64
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, encode, gradient
+
+from serve.process import free_port, launch, stop, wait_until_up
 
 PHOTOS = ROOT.parent / "shared" / "photos"
 MODEL_NAME = "airplane-automobile-classifier"  # conf/mlflow/default.yaml; the page and server default to it
@@ -80,42 +79,6 @@ def tracking_uri(tmp_path_factory) -> str:
     return register_tiny_model(tmp_path_factory.getbasetemp() / "serve_store")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(command: list[str], env: dict, log: Path) -> subprocess.Popen:
-    # Own process group: `mlflow models serve` execs uvicorn in a child shell; stopping the group stops both.
-    with open(log, "wb") as out:
-        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to its process group, SIGKILL after 20 s."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-
-
-def wait_until_up(process: subprocess.Popen, base: str, log: Path, limit_s: float = 150) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/ping", timeout=2):
-                return
-        except OSError:
-            time.sleep(0.3)
-    pytest.fail(f"server not up after {limit_s} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture(scope="module")
 def servers(tracking_uri, tmp_path_factory):
     """Both servers on free 127.0.0.1 ports -> {"mlflow": url, "guarded": url} of /invocations."""
@@ -135,10 +98,10 @@ def servers(tracking_uri, tmp_path_factory):
         "guarded": [sys.executable, "-m", "uvicorn", "--factory", "serve.asgi:create_app",
                     "--host", "127.0.0.1", "--port", str(ports["guarded"])],
     }
-    processes = {name: start(command, env, logs / f"{name}.log") for name, command in commands.items()}
+    processes = {name: launch(command, env, logs / f"{name}.log") for name, command in commands.items()}
     try:
         for name, process in processes.items():  # both load the model at the same time
-            wait_until_up(process, f"http://127.0.0.1:{ports[name]}", logs / f"{name}.log")
+            wait_until_up(process, f"http://127.0.0.1:{ports[name]}/ping", logs / f"{name}.log")
         yield {name: f"http://127.0.0.1:{port}/invocations" for name, port in ports.items()}
     finally:
         for process in processes.values():
@@ -291,9 +254,9 @@ def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
     env.pop("MODEL_URI", None)  # the default: the configured registered model @champion
-    process = start(["bash", "-c", command], env, tmp_path / "web.log")
+    process = launch(["bash", "-c", command], env, tmp_path / "web.log")
     try:
-        wait_until_up(process, f"http://127.0.0.1:{port}", tmp_path / "web.log")
+        wait_until_up(process, f"http://127.0.0.1:{port}/ping", tmp_path / "web.log")
         status, body = post(f"http://127.0.0.1:{port}/invocations", split(encode(gradient(), "JPEG")))
         assert status == 200, body
         check_verdicts(body, 1)
