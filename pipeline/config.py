@@ -25,8 +25,8 @@ class BackboneConfig:
     input_size: int  # pixels per side fed to the backbone
     min_input_size: int  # the architecture rejects smaller inputs
     weights: Optional[str] = "imagenet"  # imagenet, None (random), or a weights file path
-    # mixed_bfloat16 runs the backbone ~7x faster on CPUs with AMX / AVX512-BF16 (and slower on
-    # others); embeddings stay within ~1% of float32. Part of the model, so serving uses it too.
+    # mixed_bfloat16 runs the backbone 2x (AVX512-BF16) to 7x (AMX) faster, and slower on CPUs with
+    # neither; embeddings stay within ~1% of float32. Part of the model, so serving uses it too.
     precision: str = "float32"  # float32 | mixed_bfloat16
 
 
