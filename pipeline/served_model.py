@@ -47,7 +47,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         import pipeline.model  # registers the custom preprocessing layer
 
-        self.forward = pipeline.model.Predictor(keras.saving.load_model(context.artifacts["keras_model"]))
+        self.predictor = pipeline.model.Predictor(keras.saving.load_model(context.artifacts["keras_model"]))
         with open(context.artifacts["model_info"]) as f:
             self.info = json.load(f)
         self.embedding_stats = dict(np.load(context.artifacts["embedding_stats"]))
@@ -77,7 +77,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         for i, image in enumerate(images):
             if isinstance(image, ImageError):
                 raise MlflowException(f"image {i}: {image}", INVALID_PARAMETER_VALUE)
-        p_raw, embeddings = self.forward(np.stack(images))
+        p_raw, embeddings = self.predictor(np.stack(images))
         p_positive = calibration.apply_temperature(p_raw, self.info["temperature"])
         scores = calibration.neither_score(self.info["neither_score"], p_positive, embeddings, self.embedding_stats)
         return verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])
