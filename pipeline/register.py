@@ -41,6 +41,7 @@ def signature(classes: list[str]) -> ModelSignature:
     outputs = [ColSpec("string", "answer")]
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
     outputs += [ColSpec("double", "neither_score"), ColSpec("double", "neither_threshold")]
+    outputs += [ColSpec("string", "model_name"), ColSpec("string", "model_version")]
     return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
@@ -72,6 +73,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
         "input_size": cfg.backbone.input_size,
         "max_pixels": cfg.data.max_pixels,
         "backbone": cfg.backbone.name,
+        "registered_model": cfg.mlflow.registered_model,
         **{key: calibration[key] for key in ("temperature", "neither_score", "reject_threshold")},
     }
     with tempfile.TemporaryDirectory() as tmp, tracking.backbone_run(cfg, run_file=model_dir / "run.json"):

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
@@ -41,6 +43,20 @@ def verdicts(p_positive: np.ndarray, scores: np.ndarray, classes: list[str], thr
     )
 
 
+def registered_as(model_dir: Path, default_name: str) -> tuple[str, str]:
+    """(registered model name, version) of a loaded model.
+
+    MLflow writes `registered_model_meta` into the model folder when it fetches a `models:/` URI
+    (what `mlflow models serve -m models:/...@champion` and the Dockerfile's download do); a model
+    loaded from a run or a path has none, and is answered as version "unregistered".
+    """
+    meta = model_dir / "registered_model_meta"
+    if not meta.exists():
+        return default_name, "unregistered"
+    fields = yaml.safe_load(meta.read_text())
+    return str(fields["model_name"]), str(fields["model_version"])
+
+
 class ImageClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         import keras
@@ -51,6 +67,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         with open(context.artifacts["model_info"]) as f:
             self.info = json.load(f)
         self.embedding_stats = dict(np.load(context.artifacts["embedding_stats"]))
+        model_dir = Path(context.artifacts["model_info"]).parent.parent  # <model>/artifacts/model_info.json
+        self.model_name, self.model_version = registered_as(model_dir, self.info["registered_model"])
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
@@ -80,4 +98,5 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         p_raw, embeddings = self.predictor(np.stack(images))
         p_positive = calibration.apply_temperature(p_raw, self.info["temperature"])
         scores = calibration.neither_score(self.info["neither_score"], p_positive, embeddings, self.embedding_stats)
-        return verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])
+        answer = verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])
+        return answer.assign(model_name=self.model_name, model_version=self.model_version)

@@ -66,5 +66,6 @@ if st.button("Process", type="primary"):
             continue
         st.image(image, caption=file.name)
         st.markdown(f"**{file.name}**: **{row['answer']}**, confidence {confidence(row):.0%}")
+        st.caption(f"model {row['model_name']} version {row['model_version']}")
         if why := reason(row):
             st.caption(why)

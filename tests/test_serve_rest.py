@@ -135,6 +135,7 @@ def check_verdicts(body: str, count: int) -> None:
     assert len(rows) == count
     for row in rows:
         assert row["answer"] in ANSWERS
+        assert (row["model_name"], row["model_version"]) == (MODEL_NAME, "1")  # the champion, as registered
         assert abs(row["p_airplane"] + row["p_automobile"] - 1) < 1e-6
 
 
