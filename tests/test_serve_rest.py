@@ -159,6 +159,20 @@ def test_every_good_kind_of_image(servers, server, good_images):
     check_verdicts(body, len(good_images))
 
 
+def test_team_images_upscaled_and_reencoded_in_every_format(servers):
+    """The team dataset's 32x32 images, upscaled to a photo's size and saved in each format, answered alike."""
+    from PIL import Image
+
+    team = [sorted((ROOT / "data" / name).glob("*.jpg"))[0] for name in ("airplane", "automobile", "other")]
+    images = []
+    for path in team:
+        large = Image.open(path).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC)
+        images += [encode(large, fmt) for fmt in ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")]
+    status, body = post(servers["mlflow"], split(*images))
+    assert status == 200, body
+    check_verdicts(body, len(images))
+
+
 def bad_requests(bad_images: dict[str, bytes]) -> dict[str, tuple]:
     """name -> (body, content type, expected status, words the message must contain)."""
     good = encode(gradient(), "PNG")
