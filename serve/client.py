@@ -13,6 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 from serve import confidence, reason
+from serve.asgi import IMAGE_COLUMN
 
 DEFAULT_URL = "http://127.0.0.1:5000/invocations"
 
@@ -23,7 +24,7 @@ class ServingError(Exception):
 
 def predict(url: str, images: list[bytes], timeout: float = 120) -> list[dict]:
     """Image file bytes -> one verdict row per image, from the REST endpoint."""
-    columns = {"columns": ["image"], "data": [[base64.b64encode(data).decode("ascii")] for data in images]}
+    columns = {"columns": [IMAGE_COLUMN], "data": [[base64.b64encode(data).decode("ascii")] for data in images]}
     request = urllib.request.Request(
         url, data=json.dumps({"dataframe_split": columns}).encode(), headers={"Content-Type": "application/json"}
     )
