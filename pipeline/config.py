@@ -25,6 +25,9 @@ class BackboneConfig:
     input_size: int  # pixels per side fed to the backbone
     min_input_size: int  # the architecture rejects smaller inputs
     weights: Optional[str] = "imagenet"  # imagenet, None (random), or a weights file path
+    # Keras' own file name for the no-top ImageNet weights: looked up in paths.weights (DVC-tracked),
+    # then in the Keras cache, before anything is downloaded.
+    weights_file: str = ""
     # mixed_bfloat16 runs the backbone 2x (AVX512-BF16) to 7x (AMX) faster, and slower on CPUs with
     # neither; embeddings stay within ~1% of float32. Part of the model, so serving uses it too.
     precision: str = "float32"  # float32 | mixed_bfloat16
@@ -53,9 +56,8 @@ class AugmentConfig:
 class DataConfig:
     classes: list[str]
     reject_class: str
-    val_fraction: float
+    val_fraction: float  # of each folder, reject_class included
     test_fraction: float
-    other_val_fraction: float
     max_per_class: Optional[int]
     max_pixels: int
     seed: int
@@ -76,6 +78,8 @@ class TrainConfig:
 @dataclass
 class PathsConfig:
     data: str
+    weights: str  # DVC-tracked pretrained weights, Keras' file names (weights.dvc)
+    field: str  # real photos in class folders, scored by evaluate only: never trained, fitted or chosen on
     manifest: str
     ingest_report: str
     splits: str

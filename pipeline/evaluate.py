@@ -1,11 +1,12 @@
-"""Stage `evaluate@<backbone>`: models/<backbone>/ + splits.csv + data/ -> evaluation/<backbone>/
-(metrics.json, calibration.json, predictions.csv, plots/).
+"""Stage `evaluate@<backbone>`: models/<backbone>/ + splits.csv + data/ + the field photos ->
+evaluation/<backbone>/ (metrics.json, calibration.json, predictions.csv, field_predictions.csv, plots/).
 
 Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
 best separates the reject-class validation images, the threshold that accepts ACCEPT_RATE of
-known-class ones). Then measures everything on test. The same metrics dict goes to metrics.json
-(DVC) and to the backbone's MLflow run, with the plots as artifacts.
+known-class ones). Then measures everything on test, and on the real photos of paths.field
+(field_*), which nothing is fitted or chosen on. The same metrics dict goes to metrics.json (DVC)
+and to the backbone's MLflow run, with the plots as artifacts.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
-from pipeline.images import load_batch
+from pipeline.images import load_batch, load_folder
 from pipeline.io import write_json
-from pipeline.metrics import binary_metrics, neither_auroc, neither_metrics, reject_threshold
-from pipeline.model import Predictor
+from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
+from pipeline.model import Outputs, Predictor
 
 ACCEPT_RATE = 0.95  # share of known-class validation images the "neither" threshold lets through
 SPLITS = ("val", "test", "other_val", "other_test")
@@ -39,46 +40,64 @@ def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> fl
     return (time.perf_counter() - start) / repeats * 1000
 
 
+def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: dict) -> tuple[dict, dict, dict]:
+    """What serving applies, fitted on validation only -> (fitted, calibrated p per split, every candidate score per split).
+
+    The temperature is kept only where it lowers the validation calibration error. Of the
+    "neither" scores, the one that best separates other_val from val is chosen, with the threshold
+    that lets ACCEPT_RATE of known-class validation images through.
+    """
+    p_raw = {name: out.probability for name, out in outputs.items()}
+    temperature = calibration.fit_temperature(p_raw["val"], y["val"])
+    ece_raw = calibration.expected_calibration_error(y["val"], p_raw["val"])
+    if calibration.expected_calibration_error(y["val"], calibration.apply_temperature(p_raw["val"], temperature)) >= ece_raw:
+        temperature = 1.0
+    p = {name: calibration.apply_temperature(p_raw[name], temperature) for name in outputs}
+    scores = {
+        score: {
+            name: calibration.neither_score(score, p[name], out.other_probability, out.embedding, stats)
+            for name, out in outputs.items()
+        }
+        for score in calibration.SCORES
+    }
+    val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
+    chosen = max(val_aurocs, key=val_aurocs.get)
+    fitted = {
+        "temperature": temperature,
+        "neither_score": chosen,
+        "reject_threshold": reject_threshold(scores[chosen]["val"], ACCEPT_RATE),
+        "accept_rate": ACCEPT_RATE,
+        "val_neither_auroc": val_aurocs,
+        # Every candidate's threshold too, so the field set can report each for comparison.
+        "thresholds": {score: reject_threshold(s["val"], ACCEPT_RATE) for score, s in scores.items()},
+    }
+    return fitted, p, scores
+
+
 def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, dict]:
     size, classes = cfg.backbone.input_size, list(cfg.data.classes)
-    images, y, p_raw, pooled = {}, {}, {}, {}
+    images, y, outputs = {}, {}, {}
     predictor = Predictor(model, cfg.train.extract_batch_size)
     for name in SPLITS:
         part = splits[splits.split == name]
         images[name] = load_batch(part.path, size, cfg.data.max_pixels, progress=f"decode {name}")
         y[name] = (part.label == classes[1]).to_numpy(dtype=int)
-        p_raw[name], pooled[name] = predictor(images[name])
+        outputs[name] = predictor(images[name])
+    fitted, p, scores = fit_serving(outputs, y, stats)
+    chosen, threshold = fitted["neither_score"], fitted["reject_threshold"]
 
-    # Temperature scaling, fitted on validation, kept only where it lowers the calibration error.
-    temperature = calibration.fit_temperature(p_raw["val"], y["val"])
-    ece = {
-        "val_ece_raw": calibration.expected_calibration_error(y["val"], p_raw["val"]),
-        "val_ece": calibration.expected_calibration_error(y["val"], calibration.apply_temperature(p_raw["val"], temperature)),
-    }
-    if ece["val_ece"] >= ece["val_ece_raw"]:
-        temperature, ece["val_ece"] = 1.0, ece["val_ece_raw"]
-    p = {name: calibration.apply_temperature(p_raw[name], temperature) for name in SPLITS}
-
-    # The "neither" score that best separates other_val from val, and its threshold.
-    scores = {
-        score: {name: calibration.neither_score(score, p[name], pooled[name], stats) for name in SPLITS}
-        for score in calibration.SCORES
-    }
-    val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
-    chosen = max(val_aurocs, key=val_aurocs.get)
-    threshold = reject_threshold(scores[chosen]["val"], ACCEPT_RATE)
-
+    p_raw = {name: out.probability for name, out in outputs.items()}
     metrics = {
         **binary_metrics(y["val"], p["val"], "val"),
         **binary_metrics(y["test"], p["test"], "test"),
-        **ece,
-        "test_ece_raw": calibration.expected_calibration_error(y["test"], p_raw["test"]),
-        "test_ece": calibration.expected_calibration_error(y["test"], p["test"]),
-        **{f"val_neither_auroc_{score}": auroc for score, auroc in val_aurocs.items()},
+        **{f"{name}_ece_raw": calibration.expected_calibration_error(y[name], p_raw[name]) for name in ("val", "test")},
+        **{f"{name}_ece": calibration.expected_calibration_error(y[name], p[name]) for name in ("val", "test")},
+        **{f"val_neither_auroc_{score}": auroc for score, auroc in fitted["val_neither_auroc"].items()},
+        **{f"test_neither_auroc_{score}": neither_auroc(s["test"], s["other_test"]) for score, s in scores.items()},
         **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], threshold),
         "latency_ms_per_image": latency_ms(predictor, images["test"][0]),
     }
-    fitted = {"temperature": temperature, "neither_score": chosen, "reject_threshold": threshold, "accept_rate": ACCEPT_RATE}
+    metrics.update(score_field_set(cfg, predictor, fitted, stats, out_dir))
 
     test = pd.concat([splits[splits.split == name] for name in ("test", "other_test")])  # the order of p below
     test.assign(
@@ -90,6 +109,36 @@ def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFr
     plots.curves(plot_dir, y["test"], p["test"], p_raw["test"], classes)
     plots.worst_mistakes(plot_dir, images["test"], y["test"], p["test"], classes)
     return metrics, fitted
+
+
+def score_field_set(cfg: DictConfig, predictor: Predictor, fitted: dict, stats: dict, out_dir: Path) -> dict:
+    """The real photos of paths.field, answered as served -> field_* metrics and field_predictions.csv.
+
+    Nothing is fitted or chosen on them: this only measures how the team data carries over to
+    photos people take. Each candidate "neither" score is also reported with its own validation
+    threshold (field_three_way_accuracy_<score>), for comparison.
+    """
+    classes, folders = list(cfg.data.classes), [*cfg.data.classes, cfg.data.reject_class]
+    images, labels, paths = load_folder(cfg.paths.field, folders, cfg.backbone.input_size, cfg.data.max_pixels)
+    if not len(images):
+        print(f"evaluate: no field photos under {cfg.paths.field}: field_* metrics skipped")
+        return {}
+    out = predictor(images)
+    p = calibration.apply_temperature(out.probability, fitted["temperature"])
+    metrics, chosen_answers = {}, None
+    for score in calibration.SCORES:
+        values = calibration.neither_score(score, p, out.other_probability, out.embedding, stats)
+        threshold = fitted["thresholds"][score]
+        answers = calibration.answers(p, values, threshold, classes)
+        found = field_metrics(labels, answers, p, classes, cfg.data.reject_class)
+        metrics[f"field_three_way_accuracy_{score}"] = found["field_three_way_accuracy"]
+        if score == fitted["neither_score"]:
+            metrics.update(found)
+            chosen_answers, chosen_scores = answers, values
+    pd.DataFrame({"path": paths, "label": labels, "answer": chosen_answers, "p_positive": p, "neither_score": chosen_scores}).to_csv(
+        out_dir / "field_predictions.csv", index=False
+    )
+    return metrics
 
 
 def run(cfg: DictConfig) -> dict:

@@ -88,3 +88,19 @@ def load_batch(paths, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress:
     for i, path in enumerate(tqdm(paths, desc=progress, disable=progress is None, unit="img")):
         batch[i] = load_image(path, size, max_pixels)
     return batch
+
+
+def load_folder(root: str | Path, labels: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+    """A folder of class folders -> (images, labels, paths); files that are not usable images are
+    reported and skipped."""
+    images, found, paths = [], [], []
+    for label in labels:
+        for path in sorted(p for p in (Path(root) / label).rglob("*") if p.is_file()):
+            try:
+                images.append(load_image(path, size, max_pixels))
+            except ImageError as err:
+                print(f"skipped {path}: {err}")
+                continue
+            found.append(label)
+            paths.append(str(path))
+    return np.stack(images) if images else np.empty((0, size, size, 3), np.uint8), np.array(found), paths

@@ -53,3 +53,23 @@ def neither_metrics(
         "accepted_accuracy": known_correct.sum() / max(accepted.sum(), 1),
     }
     return {f"test_{k}": float(v) for k, v in values.items()}
+
+
+def field_metrics(labels: np.ndarray, answers: np.ndarray, p_positive: np.ndarray, classes: list[str], reject_class: str) -> dict[str, float]:
+    """Real photos (the field set): how often a person gets the right answer.
+
+    accuracy: the more probable known class is right, on known-class photos; known_answered_right:
+    the answer is the photo's own class ("neither" counts wrong); three_way_accuracy: the same over
+    all photos, "neither" right for reject-class ones.
+    """
+    labels, answers = np.asarray(labels), np.asarray(answers)
+    known = labels != reject_class
+    likelier = np.where(np.asarray(p_positive) >= 0.5, classes[1], classes[0])
+    values = {
+        "images": len(labels),
+        "accuracy": (likelier[known] == labels[known]).mean(),
+        "known_answered_right": (answers[known] == labels[known]).mean(),
+        "neither_rate_on_other": (answers[~known] == "neither").mean(),
+        "three_way_accuracy": (answers == np.where(known, labels, "neither")).mean(),
+    }
+    return {f"field_{k}": float(v) for k, v in values.items()}

@@ -1,18 +1,22 @@
-"""Backbone + head built from config: raw uint8 images in, P(second class) out.
+"""Backbone + heads built from config: raw uint8 images in; P(second class), P(reject class) and the
+pooled embedding out, as named outputs.
 
 Preprocessing lives inside the model as a layer, so a saved model takes raw images and training and
 serving cannot disagree about it. The frozen backbone is run once per image and augmentation view
-(`embed`); the head trains on those cached embeddings (`build_head`), then `assemble` joins them.
+(`embed`); the heads train on those cached embeddings (`build_head`), then `assemble` joins them.
 """
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from pipeline.config import AugmentConfig, BackboneConfig, HeadConfig
+from pipeline.weights import keras_cache, resolve_weights
 
 
 VARIANCE_FLOOR = 0.01  # of the mean feature variance; see build_head
@@ -38,26 +42,28 @@ class BackbonePreprocess(keras.layers.Layer):
         return {**super().get_config(), "module": self.module}
 
 
-def build_backbone(spec: BackboneConfig) -> keras.Model:
-    """keras.applications.<application>(include_top=False), weights as configured."""
+def build_backbone(spec: BackboneConfig, weights_dir: str | Path | None = None) -> keras.Model:
+    """keras.applications.<application>(include_top=False), weights as `resolve_weights` finds them."""
     application = getattr(keras.applications, spec.application)
+    source = resolve_weights(spec, weights_dir)
     default_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(spec.precision)  # the applications take no dtype argument
     try:
         return application(
             include_top=False,
-            weights=spec.weights,
+            weights=source.path or spec.weights,
             input_shape=(spec.input_size, spec.input_size, 3),
         )
     except Exception as err:
-        if spec.weights != "imagenet":
+        if source.kind != "imagenet" or source.path:
             raise
         raise WeightsUnavailable(
-            f"could not download the ImageNet weights of {spec.application} ({err}).\n"
-            f"Either place the file named at the end of that URL in ~/.keras/models/ "
-            f"(or $KERAS_HOME/models/), or set backbones.{spec.name}.weights to the path of a "
-            f"weights file, or to null for random init (the `preset=offline` config does that)."
-        ) from err
+            f"{spec.application}: no ImageNet weights file here and the download failed ({err}).\n"
+            f"Put {spec.weights_file} in the project's weights/ folder (tracked by weights.dvc: "
+            f"`dvc pull weights.dvc`, or add it to your DVC remote as the README says) or in "
+            f"{keras_cache()}/; or set backbones.{spec.name}.weights to the path of a weights file, "
+            f"or to null for random init (the `preset=offline` config does that for this backbone)."
+        ) from None
     finally:
         keras.config.set_dtype_policy(default_policy)
 
@@ -86,45 +92,72 @@ def build_augmentation(spec: AugmentConfig) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
-def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
-    """Raw images -> backbone feature map, with the backbone in inference mode."""
+def build_extractor(spec: BackboneConfig, backbone: keras.Model, pooling: str) -> keras.Model:
+    """Raw images -> what the heads read: the pooled embedding (pooling "avg") or the feature map ("flatten").
+
+    Pooling here rather than in the head keeps the cached embeddings small: 1,280 floats per image
+    for MobileNetV2 at 224 pixels, not 7x7x1,280.
+    """
     images = keras.Input((spec.input_size, spec.input_size, 3), name="image")
     x = BackbonePreprocess(spec.module, name="preprocess")(images)
     features = backbone(x, training=False)  # BatchNorm keeps its inference statistics
-    features = keras.ops.cast(features, "float32")  # the head and the statistics stay float32 at any precision
+    features = keras.ops.cast(features, "float32")  # the heads and the statistics stay float32 at any precision
+    if pooling == "avg":
+        features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     return keras.Model(images, features, name=f"{spec.name}_extractor")
 
 
-def build_head(train_embeddings: np.ndarray, spec: HeadConfig) -> keras.Model:
-    """Feature map -> P(second class).
+def build_head(train_embeddings: np.ndarray, spec: HeadConfig, name: str) -> keras.Model:
+    """Embeddings (pooled, or a feature map to flatten) -> one sigmoid probability.
 
-    The pooled features are standardised with statistics of the training embeddings: backbones
-    differ in feature scale by orders of magnitude (random-init ones most of all), and one learning
-    rate then suits them all.
+    The inputs are standardised with statistics of the training embeddings: backbones differ in
+    feature scale by orders of magnitude (random-init ones most of all), and one learning rate then
+    suits them all.
     """
     features = keras.Input(train_embeddings.shape[1:], name="features")
-    pool = keras.layers.Flatten() if spec.pooling == "flatten" else keras.layers.GlobalAveragePooling2D()
+    flatten = keras.layers.Flatten() if train_embeddings.ndim > 2 else keras.layers.Identity()
     standardise = keras.layers.Normalization(axis=-1, name="standardise")
-    standardise.adapt(pool(train_embeddings))
+    standardise.adapt(flatten(train_embeddings))
     # A feature that is constant on the training images (a dead ReLU unit) has variance 0 and would
     # be divided by ~1e-7, so a test image where it fires gets values near 1e6. Floor the variance.
     variance = keras.ops.convert_to_numpy(standardise.adapt_variance)
     standardise.adapt_variance.assign(np.maximum(variance, VARIANCE_FLOOR * variance.mean()))
     standardise.finalize_state()
-    x = standardise(pool(features))
+    x = standardise(flatten(features))
     if spec.hidden_units:
         x = keras.layers.Dense(spec.hidden_units, activation="relu")(x)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout)(x)
-    probability = keras.layers.Dense(1, activation="sigmoid", name="probability")(x)
-    return keras.Model(features, probability, name=f"head_{spec.name}")
+    probability = keras.layers.Dense(1, activation="sigmoid", name=name)(x)
+    return keras.Model(features, probability, name=f"head_{name}")
 
 
-def assemble(extractor: keras.Model, head: keras.Model, augmentation: keras.Sequential | None = None) -> keras.Model:
-    """Raw images -> probability: what is saved, evaluated and served."""
+# The "neither" head: a linear known-vs-reject-class classifier on the pooled embedding (outlier
+# exposure: the reject-class images trained as a third class against the two known ones).
+OTHER_HEAD = HeadConfig(name="other", pooling="avg", hidden_units=0, dropout=0.0)
+
+
+def assemble(extractor: keras.Model, head: keras.Model, other_head: keras.Model) -> keras.Model:
+    """Raw images -> {probability, other_probability, embedding}: what is saved, evaluated and served.
+
+    probability: P(second class) among the two known ones; other_probability: P(reject class) from
+    the "neither" head; embedding: the pooled backbone features (for the embedding-distance score).
+    """
     images = keras.Input(extractor.input_shape[1:], name="image")
-    x = augmentation(images) if augmentation is not None else images
-    return keras.Model(images, head(extractor(x)), name="classifier")
+    features = extractor(images)
+    embedding = features if len(features.shape) == 2 else keras.layers.GlobalAveragePooling2D(name="pool")(features)
+    outputs = {
+        "probability": head(features),
+        "other_probability": other_head(embedding),
+        "embedding": keras.layers.Identity(name="embedding")(embedding),
+    }
+    return keras.Model(images, outputs, name="classifier")
+
+
+def trainable_classifier(extractor: keras.Model, head: keras.Model, augmentation: keras.Sequential) -> keras.Model:
+    """Raw images -> augmentation -> backbone -> probability: the model fine-tuning trains."""
+    images = keras.Input(extractor.input_shape[1:], name="image")
+    return keras.Model(images, head(extractor(augmentation(images))), name="fine_tune")
 
 
 def embed(
@@ -141,42 +174,35 @@ def embed(
     if augmentation is not None:
         keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
         dataset = dataset.map(lambda x: augmentation(x, training=True))
-    return extractor.predict(dataset.prefetch(2), verbose=1)
+    return extractor.predict(dataset.prefetch(2), verbose=2)
 
 
-def halves(classifier: keras.Model) -> tuple[keras.Model, keras.Model]:
-    """The extractor and head of a model made by `assemble`."""
-    extractor = next(layer for layer in classifier.layers if layer.name.endswith("_extractor"))
-    head = next(layer for layer in classifier.layers if layer.name.startswith("head_"))
-    return extractor, head
+@dataclass
+class Outputs:
+    """The model's named outputs for a batch of images, as numpy arrays."""
+
+    probability: np.ndarray  # (n,) P(second class)
+    other_probability: np.ndarray  # (n,) P(reject class)
+    embedding: np.ndarray  # (n, channels) pooled backbone features
 
 
 class Predictor:
-    """Raw images -> (P(second class), pooled embedding), the backbone run once for both.
+    """Raw images -> Outputs, the backbone run once for all of them.
 
     One compiled `tf.function` over the whole model, called per batch: `predict()` rebuilds its data
     pipeline on every call, which costs more than a small model's forward pass when serving one image.
     """
 
-    def __init__(self, classifier: keras.Model, batch_size: int = 32):
+    def __init__(self, model: keras.Model, batch_size: int = 32):
         import tensorflow as tf
 
-        extractor, head = halves(classifier)
         self.batch_size = batch_size
+        self.step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
 
-        @tf.function(reduce_retracing=True)  # one trace serves every batch size
-        def step(images):
-            features = extractor(images, training=False)
-            return head(features, training=False), features
+    def __call__(self, images: np.ndarray) -> Outputs:
+        batches = [self.step(images[start : start + self.batch_size]) for start in range(0, len(images), self.batch_size)]
 
-        self.step = step
+        def gather(name: str) -> np.ndarray:
+            return np.concatenate([np.asarray(batch[name]) for batch in batches])
 
-    def __call__(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        from pipeline.calibration import pool
-
-        probabilities, embeddings = [], []
-        for start in range(0, len(images), self.batch_size):
-            p, features = self.step(images[start : start + self.batch_size])
-            probabilities.append(np.asarray(p).ravel())
-            embeddings.append(pool(np.asarray(features)))
-        return np.concatenate(probabilities), np.concatenate(embeddings)
+        return Outputs(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))

@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, tracking
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
+from pipeline.weights import WeightsSource
 from pipeline.served_model import IMAGE_COLUMN, ImageClassifier
 
 SERVING_PACKAGES = ("tensorflow-cpu", "keras", "pillow", "numpy", "pandas", "scikit-learn")
@@ -41,7 +42,7 @@ def signature(classes: list[str]) -> ModelSignature:
     outputs = [ColSpec("string", "answer")]
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
     outputs += [ColSpec("double", "neither_score"), ColSpec("double", "neither_threshold")]
-    outputs += [ColSpec("string", "model_name"), ColSpec("string", "model_version")]
+    outputs += [ColSpec("string", "model_name"), ColSpec("string", "model_version"), ColSpec("string", "model_weights")]
     return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
@@ -66,6 +67,11 @@ def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float
     return binary_metrics(y_true, predictions[f"p_{cfg.data.classes[1]}"].to_numpy(), "val")[cfg.register.metric]
 
 
+def weights_of(model_dir: Path) -> WeightsSource:
+    """The weights the train stage built this backbone from (its run.json)."""
+    return WeightsSource(**read_json(model_dir / "run.json")["weights"])
+
+
 def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: bytes):
     """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
     info = {
@@ -74,6 +80,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
         "max_pixels": cfg.data.max_pixels,
         "backbone": cfg.backbone.name,
         "registered_model": cfg.mlflow.registered_model,
+        "weights": weights_of(model_dir).describe(),
         **{key: calibration[key] for key in ("temperature", "neither_score", "reject_threshold")},
     }
     with tempfile.TemporaryDirectory() as tmp, tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
@@ -102,7 +109,17 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, calibration:
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
-    weights = "ImageNet" if spec.weights == "imagenet" else ("random init" if spec.weights is None else spec.weights)
+    weights = weights_of(Path(cfg.paths.models) / spec.name)
+    warning = "" if weights.meaningful else (
+        "\n> **Demo model: random-init weights.** Its answers are not meaningful; it only shows that the pipeline runs.\n"
+    )
+    field = (
+        f"- Real photos (`{cfg.paths.field}`, {metrics['field_images']:.0f} photos, never trained or tuned on): "
+        f"airplane/automobile photos answered with their own class {metrics['field_known_answered_right']:.0%}, "
+        f"`{cfg.data.reject_class}/` photos answered \"neither\" {metrics['field_neither_rate_on_other']:.0%}, "
+        f"three-way accuracy {metrics['field_three_way_accuracy']:.3f}."
+        if "field_images" in metrics else "- Real photos: no field set was scored."
+    )
 
     def interval(metric):
         return f"{comparison[metric]:.3f} (95% CI {comparison[metric + '_low']:.3f} to {comparison[metric + '_high']:.3f})"
@@ -110,9 +127,10 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, calibration:
     return f"""# {cfg.mlflow.registered_model} v{version}
 
 Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a photo.
-
+{warning}
 ## Model
-- Backbone: {spec.application} ({weights} weights), input {spec.input_size}x{spec.input_size}; head `{cfg.head.name}`; augmentation `{cfg.augment.name}`.
+- Backbone: {spec.application}, input {spec.input_size}x{spec.input_size}; head `{cfg.head.name}`; augmentation `{cfg.augment.name}`.
+- Weights: {weights.describe()}{f"; file `{weights.path}`, sha256 `{weights.sha256}`" if weights.path else ""}.
 - Git commit `{tracking.git_commit()}`; data version (DVC) `{tracking.data_version()}`.
 - Split sizes: {", ".join(f"{k} {v}" for k, v in sorted(sizes.items()))}.
 
@@ -121,10 +139,11 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 - "Neither" AUROC {interval("neither_auroc")}; false-positive rate at 95% true-positive rate {metrics["test_neither_fpr_at_95_tpr"]:.3f}.
 - Three-way accuracy {metrics["test_three_way_accuracy"]:.3f}; accuracy on accepted images {metrics["test_accepted_accuracy"]:.3f}.
 - Expected calibration error {metrics["test_ece"]:.3f} (raw {metrics["test_ece_raw"]:.3f}); latency {metrics["latency_ms_per_image"]:.1f} ms per image on the build machine.
+{field}
 
 ## The "neither" answer
 Score `{calibration["neither_score"]}`, threshold {calibration["reject_threshold"]:.4g}: an image scoring above it is
-answered "neither". The threshold lets {calibration["accept_rate"]:.0%} of {cfg.data.classes[0]} and {cfg.data.classes[1]}
+answered "neither". Chosen on validation among {", ".join(f"`{k}` (AUROC {v:.3f})" for k, v in calibration["val_neither_auroc"].items())}. The threshold lets {calibration["accept_rate"]:.0%} of {cfg.data.classes[0]} and {cfg.data.classes[1]}
 validation images through; on the test split it flagged {metrics["test_neither_rate_on_other"]:.0%} of `{cfg.data.reject_class}/`
 images. Probabilities are temperature-scaled (T = {calibration["temperature"]:.3g}, fitted on validation).
 
@@ -132,7 +151,7 @@ images. Probabilities are temperature-scaled (T = {calibration["temperature"]:.3
 - Trained on the images in `data/` only: what is unlike them (drawings, unusual viewpoints, other vehicles such as
   trucks or ships) may be answered with confidence, and "neither" only knows the kinds of image in `{cfg.data.reject_class}/`.
 - The team dataset is 32x32 CIFAR-10, upscaled; large real photos are downscaled to {spec.input_size} pixels a side.
-- With random-init weights (the offline preset) the scores show that the pipeline works, not how good a backbone is.
+- With random-init weights the scores show that the pipeline works, not how good a backbone is.
 """
 
 
@@ -169,7 +188,8 @@ def run(cfg: DictConfig) -> dict:
 
     logged = log_candidate(cfg, model_dir, calibration, example)
     new_version = logged.registered_model_version
-    for key, value in {**tracking.run_tags(cfg), cfg.register.metric: scores[best]}.items():
+    tags = {**tracking.run_tags(cfg), **tracking.weights_tags(weights_of(model_dir)), cfg.register.metric: scores[best]}
+    for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
     card = model_card(cfg, int(new_version), splits, calibration)
     client.update_model_version(name, new_version, description=card)

@@ -2,7 +2,9 @@
 
 Everything serving needs travels inside the model artifact: the Keras model (preprocessing
 included), the class names, the input size, the temperature, the "neither" score with its
-threshold and the embedding statistics it needs, the config that made it and its model card.
+threshold and the embedding statistics it needs, the weights it was built from, the config that
+made it and its model card. Every answer names the model version and its weights
+(`model_weights`: "random init" means the answers are not meaningful).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from pipeline import calibration
 from pipeline.images import ImageError, load_image
 
 IMAGE_COLUMN = "image"
-NEITHER = "neither"
 # Pillow releases the GIL while it decodes, so the images of a batch decode in parallel. Measured on 2 cores
 # (benchmarks/README.md, Serving): 16 one-megapixel JPEGs for the 32-pixel model decode in 23.7 ms one after
 # another, 13.6 ms on 2 threads, beside a 54 ms forward; a single image is decoded inline.
@@ -31,10 +32,9 @@ DECODE_THREADS = 2
 
 def verdicts(p_positive: np.ndarray, scores: np.ndarray, classes: list[str], threshold: float) -> pd.DataFrame:
     """Calibrated probabilities and "neither" scores -> answer, per-class probabilities, the score."""
-    answers = np.where(scores > threshold, NEITHER, np.where(p_positive >= 0.5, classes[1], classes[0]))
     return pd.DataFrame(
         {
-            "answer": answers,
+            "answer": calibration.answers(p_positive, scores, threshold, classes),
             f"p_{classes[0]}": 1.0 - p_positive,
             f"p_{classes[1]}": p_positive,
             "neither_score": scores,
@@ -95,8 +95,8 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         for i, image in enumerate(images):
             if isinstance(image, ImageError):
                 raise MlflowException(f"image {i}: {image}", INVALID_PARAMETER_VALUE)
-        p_raw, embeddings = self.predictor(np.stack(images))
-        p_positive = calibration.apply_temperature(p_raw, self.info["temperature"])
-        scores = calibration.neither_score(self.info["neither_score"], p_positive, embeddings, self.embedding_stats)
+        out = self.predictor(np.stack(images))
+        p_positive = calibration.apply_temperature(out.probability, self.info["temperature"])
+        scores = calibration.neither_score(self.info["neither_score"], p_positive, out.other_probability, out.embedding, self.embedding_stats)
         answer = verdicts(p_positive, scores, self.info["classes"], self.info["reject_threshold"])
-        return answer.assign(model_name=self.model_name, model_version=self.model_version)
+        return answer.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.info["weights"])

@@ -1,8 +1,9 @@
 """Stage `split`: manifest.csv -> splits.csv, a stratified, seeded train/val/test split.
 
-Images of the reject class ("neither") never reach the head: half calibrate the "neither" answer
-(other_val), half measure it (other_test). The manifest holds each content hash once, so no image
-can land in two splits.
+Known classes go to train/val/test. The reject class ("neither") is split with the same fractions
+into other_train (trains the "neither" head), other_val (chooses and calibrates the "neither"
+score) and other_test (measures it); it never reaches the airplane/automobile head. The manifest
+holds each content hash once, so no image can land in two splits.
 """
 
 from __future__ import annotations
@@ -21,16 +22,20 @@ def subsample(manifest: pd.DataFrame, max_per_class: int | None, seed: int) -> p
     return manifest.sample(frac=1.0, random_state=seed).groupby("label").head(max_per_class)
 
 
+def three_way(images: pd.DataFrame, data: DictConfig) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(train, val, test), stratified by label, with the configured fractions."""
+    rest, test = train_test_split(images, test_size=data.test_fraction, stratify=images.label, random_state=data.seed)
+    val_share = data.val_fraction / (1 - data.test_fraction)
+    train, val = train_test_split(rest, test_size=val_share, stratify=rest.label, random_state=data.seed)
+    return train, val, test
+
+
 def assign_splits(manifest: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
     manifest = subsample(manifest.sort_values("path"), data.max_per_class, data.seed)
-    known = manifest[manifest.label.isin(list(data.classes))]
-    rest, test = train_test_split(known, test_size=data.test_fraction, stratify=known.label, random_state=data.seed)
-    train, val = train_test_split(
-        rest, test_size=data.val_fraction / (1 - data.test_fraction), stratify=rest.label, random_state=data.seed
-    )
-    other = manifest[manifest.label == data.reject_class]
-    other_val, other_test = train_test_split(other, train_size=data.other_val_fraction, random_state=data.seed)
-    parts = {"train": train, "val": val, "test": test, "other_val": other_val, "other_test": other_test}
+    known = three_way(manifest[manifest.label.isin(list(data.classes))], data)
+    other = three_way(manifest[manifest.label == data.reject_class], data)
+    names = ("train", "val", "test")
+    parts = {**dict(zip(names, known)), **{f"other_{name}": part for name, part in zip(names, other)}}
     splits = pd.concat([part.assign(split=name) for name, part in parts.items()])
     return splits[["path", "label", "sha256", "split"]].sort_values(["split", "path"])
 

@@ -60,6 +60,11 @@ def run_tags(cfg: DictConfig) -> dict[str, str]:
     }
 
 
+def weights_tags(source) -> dict[str, str]:
+    """The weights a backbone was built from (a pipeline.model.WeightsSource): kind, file, content hash."""
+    return {"weights": source.kind, "weights_file": source.path or "", "weights_sha256": source.sha256 or ""}
+
+
 def run_params(cfg: DictConfig) -> dict[str, object]:
     """Parameters under the same names for every backbone, so the MLflow UI lines runs up."""
     sections = {

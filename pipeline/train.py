@@ -1,13 +1,16 @@
-"""Stage `train@<backbone>`: splits.csv + data/ -> models/<backbone>/ (model.keras, embedding_stats.npz, history.csv, run.json, config.yaml).
+"""Stage `train@<backbone>`: splits.csv + data/ + weights/ -> models/<backbone>/ (model.keras, embedding_stats.npz, history.csv, run.json, config.yaml).
 
-The backbone is frozen: each training image is embedded once per augmentation view and the head
-trains on those cached embeddings, instead of running the backbone again in every epoch. With
+The backbone is frozen: each training image is embedded once per augmentation view and the heads
+train on those cached embeddings, instead of running the backbone again in every epoch. With
 train.fine_tune_layers > 0 the top of the backbone is then trained too, backbone in the loop.
+Two heads: airplane vs automobile on the known classes, and the "neither" head, known vs the
+reject class. run.json records the MLflow run and the weights file used (path and sha256).
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import keras
@@ -19,19 +22,30 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, tracking
 from pipeline.images import load_batch
 from pipeline.io import write_json
+from pipeline.weights import resolve_weights
 from pipeline.calibration import fit_embedding_stats, pool
-from pipeline.model import Predictor, assemble, build_augmentation, build_backbone, build_extractor, build_head, embed, unfreeze
+from pipeline.model import (
+    OTHER_HEAD,
+    assemble,
+    build_augmentation,
+    build_backbone,
+    build_extractor,
+    build_head,
+    embed,
+    trainable_classifier,
+    unfreeze,
+)
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):
     """Loss and accuracy per epoch as MLflow step metrics (the training curves in the UI)."""
 
-    def __init__(self, offset: int = 0):
+    def __init__(self, offset: int = 0, prefix: str = "epoch_"):
         super().__init__()
-        self.offset = offset
+        self.offset, self.prefix = offset, prefix
 
     def on_epoch_end(self, epoch, logs=None):
-        mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in (logs or {}).items()}, step=self.offset + epoch)
+        mlflow.log_metrics({f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items()}, step=self.offset + epoch)
 
 
 def load_split(splits: pd.DataFrame, name: str, size: int, positive: str, max_pixels: int):
@@ -47,61 +61,65 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def train(cfg: DictConfig, x_train, y_train, x_val, y_val) -> tuple[keras.Model, pd.DataFrame, dict]:
-    """Fit the head on cached embeddings (then fine-tune, if configured).
+def fit(model: keras.Model, x, y, validation, cfg: DictConfig, learning_rate: float, epochs: int, callback, class_weight=None) -> pd.DataFrame:
+    model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    history = model.fit(
+        x, y, validation_data=validation, epochs=epochs, batch_size=cfg.train.batch_size,
+        class_weight=class_weight, callbacks=[callback], verbose=2,
+    )
+    return pd.DataFrame(history.history)
 
-    Returns the model, its history and the class statistics of its training embeddings (for the
-    "neither" score).
+
+def balanced(labels: np.ndarray) -> dict[int, float]:
+    """Class weights that make both labels count alike (the reject class is the smaller folder)."""
+    counts = np.bincount(labels.astype(int), minlength=2)
+    return {c: len(labels) / (2 * max(n, 1)) for c, n in enumerate(counts)}
+
+
+def train(cfg: DictConfig, images: dict[str, np.ndarray], y_train, y_val) -> tuple[keras.Model, pd.DataFrame, dict]:
+    """Fit the head on cached embeddings (then fine-tune, if configured), then the "neither" head.
+
+    images: raw images of the train, val, other_train and other_val splits. Returns the assembled
+    model, the head's history and the class statistics of the training embeddings (for the
+    embedding-distance score).
     """
     spec = config.backbone_spec(cfg)
-    backbone = build_backbone(spec)
+    backbone = build_backbone(spec, cfg.paths.weights)
     backbone.trainable = False
-    extractor = build_extractor(spec, backbone)
+    extractor = build_extractor(spec, backbone, cfg.head.pooling)
     augmentation = build_augmentation(cfg.augment)
     batch = cfg.train.extract_batch_size
 
-    views = [embed(extractor, x_train, batch)]
-    for view in range(1, cfg.augment.views + 1):
-        views.append(embed(extractor, x_train, batch, augmentation, seed=cfg.train.seed + view))
-    train_embeddings = np.concatenate(views)
-    train_labels = np.tile(y_train, len(views))
-    val_embeddings = embed(extractor, x_val, batch)
+    def views(x: np.ndarray) -> list[np.ndarray]:
+        """The image itself, then each augmented view: the backbone runs once per view."""
+        augmented = [embed(extractor, x, batch, augmentation, seed=cfg.train.seed + v) for v in range(1, cfg.augment.views + 1)]
+        return [embed(extractor, x, batch), *augmented]
 
-    head = build_head(train_embeddings, cfg.head)
-    head.compile(keras.optimizers.Adam(cfg.train.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
-    fit = head.fit(
-        train_embeddings,
-        train_labels,
-        validation_data=(val_embeddings, y_val),
-        epochs=cfg.train.epochs,
-        batch_size=cfg.train.batch_size,
-        callbacks=[MlflowEpochMetrics()],
-        verbose=2,
-    )
-    history = pd.DataFrame(fit.history)
+    known, val = views(images["train"]), embed(extractor, images["val"], batch)
+    head = build_head(np.concatenate(known), cfg.head, "probability")
+    history = fit(head, np.concatenate(known), np.tile(y_train, len(known)), (val, y_val), cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics())
 
     if cfg.train.fine_tune_layers > 0:
         unfreeze(backbone, cfg.train.fine_tune_layers)
-        tuned = assemble(extractor, head, augmentation)
-        tuned.compile(
-            keras.optimizers.Adam(cfg.train.fine_tune_learning_rate), loss="binary_crossentropy", metrics=["accuracy"]
-        )
-        fit = tuned.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=cfg.train.fine_tune_epochs,
-            batch_size=cfg.train.batch_size,
-            callbacks=[MlflowEpochMetrics(offset=len(history))],
-            verbose=2,
-        )
-        history = pd.concat([history, pd.DataFrame(fit.history)], ignore_index=True)
-
+        tuned = trainable_classifier(extractor, head, augmentation)
+        callback = MlflowEpochMetrics(offset=len(history))
+        more = fit(tuned, images["train"], y_train, (images["val"], y_val), cfg, cfg.train.fine_tune_learning_rate, cfg.train.fine_tune_epochs, callback)
+        history = pd.concat([history, more], ignore_index=True)
+        backbone.trainable = False
+        # Fine-tuning changed the backbone, so the cached embeddings no longer describe it.
+        known, val = [embed(extractor, images["train"], batch)], embed(extractor, images["val"], batch)
     history.insert(0, "epoch", range(1, len(history) + 1))
-    model = assemble(extractor, head)
-    # Fine-tuning changed the backbone, so the cached embeddings no longer describe it.
-    train_pooled = Predictor(model, batch)(x_train)[1] if cfg.train.fine_tune_layers > 0 else pool(views[0])
-    return model, history, fit_embedding_stats(train_pooled, y_train)
+
+    # The "neither" head: known images (label 0) against reject-class ones (label 1), pooled embeddings.
+    other = views(images["other_train"]) if cfg.train.fine_tune_layers == 0 else [embed(extractor, images["other_train"], batch)]
+    x_other = np.concatenate([pool(v) for v in known + other])
+    y_other = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
+    other_val = pool(embed(extractor, images["other_val"], batch))
+    validation = (np.r_[pool(val), other_val], np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
+    other_head = build_head(x_other, OTHER_HEAD, "other_probability")
+    fit(other_head, x_other, y_other, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics(prefix="other_epoch_"), balanced(y_other))
+
+    return assemble(extractor, head, other_head), history, fit_embedding_stats(pool(known[0]), y_train)
 
 
 def run(cfg: DictConfig) -> Path:
@@ -110,12 +128,16 @@ def run(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.paths.models) / spec.name
     splits = pd.read_csv(cfg.paths.splits)
     positive = cfg.data.classes[1]
-    x_train, y_train = load_split(splits, "train", spec.input_size, positive, cfg.data.max_pixels)
-    x_val, y_val = load_split(splits, "val", spec.input_size, positive, cfg.data.max_pixels)
+    images, labels = {}, {}
+    for name in ("train", "val", "other_train", "other_val"):
+        images[name], labels[name] = load_split(splits, name, spec.input_size, positive, cfg.data.max_pixels)
 
     with tracking.backbone_run(cfg) as run:
         mlflow.log_params(tracking.run_params(cfg))
-        model, history, embedding_stats = train(cfg, x_train, y_train, x_val, y_val)
+        model, history, embedding_stats = train(cfg, images, labels["train"], labels["val"])
+        # After building: a download, if there was one, is in the Keras cache now and can be hashed.
+        weights = resolve_weights(spec, cfg.paths.weights)
+        mlflow.set_tags(tracking.weights_tags(weights))
         # Write everything beside the final folder, then swap it in: a killed run leaves no model.
         partial = out_dir.with_name(out_dir.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
@@ -124,7 +146,7 @@ def run(cfg: DictConfig) -> Path:
         history.to_csv(partial / "history.csv", index=False)
         np.savez(partial / "embedding_stats.npz", **embedding_stats)
         (partial / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        write_json(partial / "run.json", {"run_id": run.info.run_id, "backbone": spec.name})
+        write_json(partial / "run.json", {"run_id": run.info.run_id, "backbone": spec.name, "weights": asdict(weights)})
         mlflow.log_artifact(str(partial / "config.yaml"))
         shutil.rmtree(out_dir, ignore_errors=True)
         partial.rename(out_dir)

@@ -1,4 +1,4 @@
-"""Serving the registered model: where it is (model_uri) and how to read one verdict row (confidence, reason)."""
+"""Serving the registered model: where it is (model_uri) and how to read one verdict row (confidence, reason, warning)."""
 
 from __future__ import annotations
 
@@ -46,3 +46,10 @@ def reason(row: dict) -> str:
         f"unlike the training photos: its neither score {row['neither_score']:.3g} is above "
         f"the threshold {row['neither_threshold']:.3g}"
     )
+
+
+def demo_warning(row: dict) -> str:
+    """A one-line warning when the answering model has random-init weights (empty otherwise)."""
+    if str(row.get("model_weights", "")).startswith("random"):
+        return "Demo model with random-init weights: its answers are not meaningful."
+    return ""

@@ -15,7 +15,7 @@ import streamlit as st
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` does not put the project on the path
 
 from pipeline.images import ImageError, decode  # noqa: E402
-from serve import confidence, model_uri, reason, use_tracking_store  # noqa: E402
+from serve import confidence, demo_warning, model_uri, reason, use_tracking_store  # noqa: E402
 
 PREVIEW_PIXELS = 640
 
@@ -66,6 +66,8 @@ if st.button("Process", type="primary"):
             continue
         st.image(image, caption=file.name)
         st.markdown(f"**{file.name}**: **{row['answer']}**, confidence {confidence(row):.0%}")
-        st.caption(f"model {row['model_name']} version {row['model_version']}")
+        st.caption(f"model {row['model_name']} version {row['model_version']}, weights: {row['model_weights']}")
+        if warning := demo_warning(row):
+            st.warning(warning)
         if why := reason(row):
             st.caption(why)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from serve import confidence, reason
+from serve import confidence, demo_warning, reason
 from serve.asgi import IMAGE_COLUMN
 
 DEFAULT_URL = "http://127.0.0.1:5000/invocations"
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("paths", nargs="+", metavar="PHOTO_OR_FOLDER")
     parser.add_argument("--url", default=DEFAULT_URL, help=f"the model's /invocations URL (default {DEFAULT_URL})")
     args = parser.parse_args(argv)
-    failed = 0
+    failed, warned = 0, False
     # One request per photo: a bad file then costs only its own line, not the whole batch.
     for path in photos(args.paths):
         try:
@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{path}\terror: {err}")
             failed += 1
             continue
+        if (warning := demo_warning(row)) and not warned:
+            print(f"warning: {row['model_name']} v{row['model_version']}: {warning}", file=sys.stderr)
+            warned = True
         why = reason(row)
         print(f"{path}\t{row['answer']}\t{confidence(row):.3f}" + (f"\t({why})" if why else ""))
     return 1 if failed else 0

@@ -69,7 +69,7 @@ def test_split_is_stratified_leak_free_and_deterministic(cfg):
     assert set(known.label) == {"airplane", "automobile"}
     counts = known.groupby(["split", "label"]).size().unstack()
     assert ((counts.airplane - counts.automobile).abs() <= 1).all()  # each split holds both classes alike
-    assert set(first[first.label == "other"].split) == {"other_val", "other_test"}
+    assert set(first[first.label == "other"].split) == {"other_train", "other_val", "other_test"}
 
 
 def test_max_per_class_takes_a_seeded_subset(cfg, tmp_path):
