@@ -5,7 +5,7 @@ import yaml
 
 from pipeline import compose, config
 
-BACKBONES = ["vgg16", "resnet50", "inception_v3"]
+BACKBONES = ["mobilenet_v2", "vgg16", "resnet50", "inception_v3"]
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -21,6 +21,7 @@ def test_every_combination_composes(backbone, head, augment):
 def test_input_sizes_are_the_backbones_own():
     cfg = config.compose()
     assert {name: spec.input_size for name, spec in cfg.backbones.items()} == {
+        "mobilenet_v2": 224,
         "vgg16": 224,
         "resnet50": 224,
         "inception_v3": 299,
@@ -49,9 +50,12 @@ def test_unknown_key_fails_at_start_up():
         config.compose(["train.epocs=3"])
 
 
-def test_offline_preset_needs_no_download():
+def test_offline_preset_keeps_real_mobilenet_weights_and_random_init_elsewhere():
     cfg = config.compose(["preset=offline"])
-    assert all(spec.weights is None for spec in cfg.backbones.values())
+    mobilenet = cfg.backbones.mobilenet_v2
+    assert mobilenet.weights == "imagenet" and mobilenet.input_size == 224  # found in weights/, not downloaded
+    assert all(spec.weights is None for name, spec in cfg.backbones.items() if name != "mobilenet_v2")
+    assert cfg.data.max_per_class is None  # all the team data
 
 
 def test_params_file_is_conf_composed_and_reads_back(tmp_path):

@@ -1,15 +1,77 @@
-"""Backbone and head: weights file loaded, failed download explained, bfloat16 precision, variance floor."""
+"""Backbone and heads: weights resolved and loaded (the DVC-tracked file, offline), failed download
+explained, bfloat16 precision, variance floor, named outputs."""
 
+import json
+from pathlib import Path
+
+import h5py
 import keras
 import numpy as np
 import pytest
+from conftest import ROOT
 
+from pipeline import config
 from pipeline.config import BackboneConfig, HeadConfig
-from pipeline.model import VARIANCE_FLOOR, Predictor, WeightsUnavailable, assemble, build_backbone, build_extractor, build_head
+from pipeline.model import OTHER_HEAD, VARIANCE_FLOOR, Predictor, WeightsUnavailable, assemble, build_backbone, build_extractor, build_head
+from pipeline.weights import resolve_weights, sha256
+
+GAP = HeadConfig("gap", "avg", 0, 0.0)
+MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
 
 
 def vgg16(weights, precision="float32"):
-    return BackboneConfig("vgg16", "VGG16", "vgg16", input_size=32, min_input_size=32, weights=weights, precision=precision)
+    return BackboneConfig("vgg16", "VGG16", "vgg16", input_size=32, min_input_size=32, weights=weights, precision=precision,
+                          weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network (every download goes to a closed port here) and an empty Keras cache."""
+    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+
+
+def dvc_recorded_md5(folder: str, name: str) -> str:
+    """The md5 DVC records for folder/name: its .dvc file names the directory listing in the cache."""
+    import yaml
+
+    listing_md5 = yaml.safe_load((ROOT / f"{folder}.dvc").read_text())["outs"][0]["md5"]
+    listing = ROOT / ".dvc/cache/files/md5" / listing_md5[:2] / listing_md5[2:]
+    return next(entry["md5"] for entry in json.loads(listing.read_text()) if entry["relpath"] == name)
+
+
+@pytest.mark.skipif(not (ROOT / "weights" / MOBILENET_FILE).exists(), reason="needs `dvc pull weights.dvc`")
+def test_imagenet_weights_come_from_the_dvc_tracked_file_with_no_network(offline):
+    import hashlib
+
+    cfg = config.compose(["backbone=mobilenet_v2", f"paths.weights={ROOT / 'weights'}"])
+    spec = config.backbone_spec(cfg)
+    assert spec.weights == "imagenet"
+    source = resolve_weights(spec, cfg.paths.weights)
+    path = Path(source.path)
+    assert path == ROOT / "weights" / MOBILENET_FILE and source.sha256 == sha256(path)
+    assert hashlib.md5(path.read_bytes()).hexdigest() == dvc_recorded_md5("weights", MOBILENET_FILE)
+
+    backbone = build_backbone(spec, cfg.paths.weights)  # would fail at the closed port if it downloaded
+    with h5py.File(path, "r") as weights:
+        kernel = np.asarray(weights["Conv1"]["Conv1"]["kernel:0"])
+    np.testing.assert_array_equal(backbone.get_layer("Conv1").get_weights()[0], kernel)
+
+
+def test_weights_resolve_project_folder_then_keras_cache_then_download(offline, tmp_path):
+    spec = vgg16("imagenet")
+    cache = tmp_path / "keras_home" / "models"
+    project = tmp_path / "weights"
+    assert resolve_weights(spec, project).path is None  # neither has it: Keras would download
+    cache.mkdir(parents=True)
+    (cache / spec.weights_file).write_bytes(b"cached")
+    assert resolve_weights(spec, project).path == str(cache / spec.weights_file)
+    project.mkdir()
+    (project / spec.weights_file).write_bytes(b"tracked")
+    found = resolve_weights(spec, project)
+    assert found.path == str(project / spec.weights_file) and found.kind == "imagenet" and found.meaningful
+    assert not resolve_weights(vgg16(None), project).meaningful
 
 
 def test_configured_weights_file_is_the_one_loaded(tmp_path):
@@ -24,44 +86,44 @@ def test_configured_weights_file_is_the_one_loaded(tmp_path):
     assert not all(np.array_equal(a, b) for a, b in zip(saved.get_weights(), fresh.get_weights()))
 
 
-def test_failed_imagenet_download_names_the_file_and_the_options(monkeypatch):
-    from pathlib import Path
-
-    if (Path.home() / ".keras" / "models" / "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5").exists():
-        pytest.skip("the ImageNet weights are cached here, so no download is attempted")
-    # Route the download to a closed port on this machine: the real download path, failing fast.
-    monkeypatch.setenv("https_proxy", "http://127.0.0.1:9")
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+def test_failed_imagenet_download_names_the_file_and_the_options(offline, tmp_path):
+    # The real download path, routed to a closed port on this machine so that it fails fast.
     with pytest.raises(WeightsUnavailable) as error:
-        build_backbone(vgg16("imagenet"))
+        build_backbone(vgg16("imagenet"), tmp_path / "weights")
     message = str(error.value)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5" in message
-    assert "~/.keras/models/" in message and "backbones.vgg16.weights" in message
+    assert "dvc pull weights.dvc" in message and str(tmp_path / "keras_home" / "models") in message
+    assert "backbones.vgg16.weights" in message
 
 
 def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survives_saving(tmp_path):
     path = tmp_path / "vgg16.weights.h5"
     build_backbone(vgg16(None)).save_weights(path)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    full = build_extractor(vgg16(None), build_backbone(vgg16(str(path))))
-    half = build_extractor(vgg16(None), build_backbone(vgg16(str(path), "mixed_bfloat16")))
+    full = build_extractor(vgg16(None), build_backbone(vgg16(str(path))), "flatten")
+    half = build_extractor(vgg16(None), build_backbone(vgg16(str(path), "mixed_bfloat16")), "flatten")
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
-    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in half.layers[-1].layers)
+    assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in half.get_layer("vgg16").layers)
 
     expected, got = full.predict(images, verbose=0), half.predict(images, verbose=0)
     assert got.dtype == np.float32
     assert np.abs(got - expected).mean() / np.abs(expected).mean() < 0.03
 
-    classifier = assemble(half, build_head(got, HeadConfig("gap", "avg", 0, 0.0)))
+    pooled = got.mean(axis=(1, 2))
+    classifier = assemble(half, build_head(got, GAP, "probability"), build_head(pooled, OTHER_HEAD, "other_probability"))
     classifier.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
-    np.testing.assert_allclose(Predictor(loaded)(images)[0], Predictor(classifier)(images)[0], rtol=1e-5)
+    before, after = Predictor(classifier)(images), Predictor(loaded)(images)
+    for name in ("probability", "other_probability", "embedding"):
+        np.testing.assert_allclose(getattr(after, name), getattr(before, name), rtol=1e-5)
+    assert after.probability.shape == (4,) and after.embedding.shape == (4, 512)
+    np.testing.assert_allclose(after.embedding, pooled, rtol=1e-3, atol=1e-3)  # the embedding output is the pooled map
 
 
 def test_head_standardisation_floors_the_variance_of_a_dead_feature():
     embeddings = np.random.default_rng(0).normal(size=(64, 1, 1, 8)).astype("float32")
     embeddings[..., 0] = 0.0  # a ReLU unit that never fires on the training images
-    head = build_head(embeddings, HeadConfig("gap", "avg", 0, 0.0))
+    head = build_head(embeddings, GAP, "probability")
     variance = keras.ops.convert_to_numpy(head.get_layer("standardise").variance).ravel()
     assert variance[0] >= VARIANCE_FLOOR * variance.mean() * 0.99
     firing = np.zeros((1, 1, 1, 8), "float32")

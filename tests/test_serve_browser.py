@@ -50,6 +50,7 @@ def test_upload_process_and_read_the_verdict(page_url, tmp_path):
             expect(page.get_by_role("button", name=f"Remove {broken.name}")).to_be_visible(timeout=30_000)  # uploads listed
             page.get_by_role("button", name="Process").click(timeout=30_000)
             expect(page.get_by_text("confidence")).to_be_visible(timeout=90_000)
+            expect(page.get_by_text("random-init weights: its answers are not meaningful")).to_be_visible(timeout=30_000)
             expect(page.get_by_text("broken.jpg: image 0: not an image")).to_be_visible(timeout=30_000)
             assert "Traceback" not in page.content()
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from dataclasses import asdict
 import json
 import os
 import subprocess
@@ -36,7 +37,9 @@ def register_tiny_model(directory: Path) -> str:
 
     from pipeline import calibration, config
     from pipeline import model as models
+    from pipeline.io import write_json
     from pipeline.register import log_candidate
+    from pipeline.weights import resolve_weights
 
     directory.mkdir(parents=True, exist_ok=True)
     overrides = [
@@ -49,15 +52,18 @@ def register_tiny_model(directory: Path) -> str:
     ]
     cfg = config.compose(overrides)
     spec = config.backbone_spec(cfg)
-    extractor = models.build_extractor(spec, models.build_backbone(spec))
+    extractor = models.build_extractor(spec, models.build_backbone(spec), cfg.head.pooling)
     images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
     features = extractor.predict(images, verbose=0)
     model_dir = directory / "model"
     model_dir.mkdir()
-    models.assemble(extractor, models.build_head(features, cfg.head)).save(model_dir / "model.keras")
-    stats = calibration.fit_embedding_stats(calibration.pool(features), np.array([0, 1] * 4))
+    head = models.build_head(features, cfg.head, "probability")
+    other_head = models.build_head(features, models.OTHER_HEAD, "other_probability")
+    models.assemble(extractor, head, other_head).save(model_dir / "model.keras")
+    stats = calibration.fit_embedding_stats(features, np.array([0, 1] * 4))
     np.savez(model_dir / "embedding_stats.npz", **stats)
     (model_dir / "config.yaml").write_text("# tiny test model\n")
+    write_json(model_dir / "run.json", {"weights": asdict(resolve_weights(spec, None))})
     calibrated = {"temperature": 1.0, "neither_score": "max_probability", "reject_threshold": 0.45}
     example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
 
@@ -136,6 +142,7 @@ def check_verdicts(body: str, count: int) -> None:
     for row in rows:
         assert row["answer"] in ANSWERS
         assert (row["model_name"], row["model_version"]) == (MODEL_NAME, "1")  # the champion, as registered
+        assert row["model_weights"] == "random init"  # the tiny model says so with every answer
         assert abs(row["p_airplane"] + row["p_automobile"] - 1) < 1e-6
 
 
