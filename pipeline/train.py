@@ -76,6 +76,17 @@ def balanced(labels: np.ndarray) -> dict[int, float]:
     return {c: len(labels) / (2 * max(n, 1)) for c, n in enumerate(counts)}
 
 
+def fit_other_head(cfg: DictConfig, known: list[np.ndarray], other: list[np.ndarray], val: np.ndarray, other_val: np.ndarray) -> keras.Model:
+    """The "neither" head: every view of the known images (label 0) against the reject-class ones
+    (label 1), on pooled embeddings, the classes weighted alike."""
+    x = np.concatenate([pool(v) for v in known + other])
+    y = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
+    validation = (np.r_[pool(val), pool(other_val)], np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
+    head = build_head(x, OTHER_HEAD, "other_probability")
+    fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics(prefix="other_epoch_"), balanced(y))
+    return head
+
+
 def train(cfg: DictConfig, images: dict[str, np.ndarray], y_train, y_val) -> tuple[keras.Model, pd.DataFrame, dict]:
     """Fit the head on cached embeddings (then fine-tune, if configured), then the "neither" head.
 
@@ -105,20 +116,11 @@ def train(cfg: DictConfig, images: dict[str, np.ndarray], y_train, y_val) -> tup
         callback = MlflowEpochMetrics(offset=len(history))
         more = fit(tuned, images["train"], y_train, (images["val"], y_val), cfg, cfg.train.fine_tune_learning_rate, cfg.train.fine_tune_epochs, callback)
         history = pd.concat([history, more], ignore_index=True)
-        backbone.trainable = False
         # Fine-tuning changed the backbone, so the cached embeddings no longer describe it.
-        known, val = [embed(extractor, images["train"], batch)], embed(extractor, images["val"], batch)
+        known, val = views(images["train"]), embed(extractor, images["val"], batch)
     history.insert(0, "epoch", range(1, len(history) + 1))
 
-    # The "neither" head: known images (label 0) against reject-class ones (label 1), pooled embeddings.
-    other = views(images["other_train"]) if cfg.train.fine_tune_layers == 0 else [embed(extractor, images["other_train"], batch)]
-    x_other = np.concatenate([pool(v) for v in known + other])
-    y_other = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
-    other_val = pool(embed(extractor, images["other_val"], batch))
-    validation = (np.r_[pool(val), other_val], np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
-    other_head = build_head(x_other, OTHER_HEAD, "other_probability")
-    fit(other_head, x_other, y_other, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics(prefix="other_epoch_"), balanced(y_other))
-
+    other_head = fit_other_head(cfg, known, views(images["other_train"]), val, embed(extractor, images["other_val"], batch))
     return assemble(extractor, head, other_head), history, fit_embedding_stats(pool(known[0]), y_train)
 
 
