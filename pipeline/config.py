@@ -65,7 +65,8 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int
+    epochs: int  # at most; each head stops once its validation loss has not improved for `patience` epochs
+    patience: int
     batch_size: int
     learning_rate: float
     extract_batch_size: int
@@ -110,6 +111,7 @@ class Config:
     data: DataConfig
     backbones: dict[str, BackboneConfig]
     head: HeadConfig
+    neither_head: HeadConfig  # known vs reject class on the pooled embedding (the other_probability score)
     augment: AugmentConfig
     train: TrainConfig
     mlflow: MlflowConfig

@@ -132,11 +132,6 @@ def build_head(train_embeddings: np.ndarray, spec: HeadConfig, name: str) -> ker
     return keras.Model(features, probability, name=f"head_{name}")
 
 
-# The "neither" head: a linear known-vs-reject-class classifier on the pooled embedding (outlier
-# exposure: the reject-class images trained as a third class against the two known ones).
-OTHER_HEAD = HeadConfig(name="other", pooling="avg", hidden_units=0, dropout=0.0)
-
-
 def assemble(extractor: keras.Model, head: keras.Model, other_head: keras.Model) -> keras.Model:
     """Raw images -> {probability, other_probability, embedding}: what is saved, evaluated and served.
 

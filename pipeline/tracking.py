@@ -70,6 +70,7 @@ def run_params(cfg: DictConfig) -> dict[str, object]:
     sections = {
         "backbone": cfg.backbone,
         "head": cfg.head,
+        "neither_head": cfg.neither_head,
         "augment": cfg.augment,
         "train": cfg.train,
         "data": cfg.data,

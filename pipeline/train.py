@@ -25,7 +25,6 @@ from pipeline.io import write_json
 from pipeline.weights import resolve_weights
 from pipeline.calibration import fit_embedding_stats, pool
 from pipeline.model import (
-    OTHER_HEAD,
     assemble,
     build_augmentation,
     build_backbone,
@@ -62,10 +61,12 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model: keras.Model, x, y, validation, cfg: DictConfig, learning_rate: float, epochs: int, callback, class_weight=None) -> pd.DataFrame:
+    """Train up to `epochs`, stop when the validation loss stops improving, keep the best epoch."""
     model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    stop = keras.callbacks.EarlyStopping(patience=cfg.train.patience, restore_best_weights=True)
     history = model.fit(
         x, y, validation_data=validation, epochs=epochs, batch_size=cfg.train.batch_size,
-        class_weight=class_weight, callbacks=[callback], verbose=2,
+        class_weight=class_weight, callbacks=[callback, stop], verbose=2,
     )
     return pd.DataFrame(history.history)
 
@@ -82,7 +83,7 @@ def fit_other_head(cfg: DictConfig, known: list[np.ndarray], other: list[np.ndar
     x = np.concatenate([pool(v) for v in known + other])
     y = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
     validation = (np.r_[pool(val), pool(other_val)], np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
-    head = build_head(x, OTHER_HEAD, "other_probability")
+    head = build_head(x, cfg.neither_head, "other_probability")
     fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics(prefix="other_epoch_"), balanced(y))
     return head
 

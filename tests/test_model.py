@@ -12,7 +12,7 @@ from conftest import ROOT
 
 from pipeline import config
 from pipeline.config import BackboneConfig, HeadConfig
-from pipeline.model import OTHER_HEAD, VARIANCE_FLOOR, Predictor, WeightsUnavailable, assemble, build_backbone, build_extractor, build_head
+from pipeline.model import VARIANCE_FLOOR, Predictor, WeightsUnavailable, assemble, build_backbone, build_extractor, build_head
 from pipeline.weights import resolve_weights, sha256
 
 GAP = HeadConfig("gap", "avg", 0, 0.0)
@@ -110,7 +110,7 @@ def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survive
     assert np.abs(got - expected).mean() / np.abs(expected).mean() < 0.03
 
     pooled = got.mean(axis=(1, 2))
-    classifier = assemble(half, build_head(got, GAP, "probability"), build_head(pooled, OTHER_HEAD, "other_probability"))
+    classifier = assemble(half, build_head(got, GAP, "probability"), build_head(pooled, GAP, "other_probability"))
     classifier.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     before, after = Predictor(classifier)(images), Predictor(loaded)(images)

@@ -98,7 +98,7 @@ def test_repro_compares_four_backbones_and_registers_the_champion(project, first
     assert all(r.info.status == "FINISHED" for r in runs)
     metric_names = {frozenset(r.data.metrics) for r in runs}
     assert len(metric_names) == 1 and {"test_accuracy", "val_roc_auc", "latency_ms_per_image"} <= set(*metric_names)
-    assert all(r.data.params["train.epochs"] == "2" for r in runs)
+    assert all(r.data.params["train.epochs"] == "20" for r in runs)
     assert all({"git_commit", "data_version", "head", "augment"} <= set(r.data.tags) for r in runs)
 
     champion = client.get_model_version_by_alias(MODEL, "champion")

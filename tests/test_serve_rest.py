@@ -58,7 +58,7 @@ def register_tiny_model(directory: Path) -> str:
     model_dir = directory / "model"
     model_dir.mkdir()
     head = models.build_head(features, cfg.head, "probability")
-    other_head = models.build_head(features, models.OTHER_HEAD, "other_probability")
+    other_head = models.build_head(features, cfg.neither_head, "other_probability")
     models.assemble(extractor, head, other_head).save(model_dir / "model.keras")
     stats = calibration.fit_embedding_stats(features, np.array([0, 1] * 4))
     np.savez(model_dir / "embedding_stats.npz", **stats)
