@@ -43,7 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--images", type=int, default=128, help="images per backbone (split over the three classes)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating timed rounds per side; the best is kept")
-    parser.add_argument("--backbones", nargs="+", default=["vgg16", "resnet50", "inception_v3"])
+    parser.add_argument("--backbones", nargs="+", default=["mobilenet_v2", "vgg16", "resnet50", "inception_v3"])
     args = parser.parse_args()
 
     files = [sorted((ROOT / "data" / c).glob("*.jpg")) for c in ("airplane", "automobile", "other")]
@@ -57,7 +57,7 @@ def main() -> None:
         keras.utils.set_random_seed(0)
         backbone = build_backbone(spec)
         backbone.trainable = False
-        extractor = build_extractor(spec, backbone)
+        extractor = build_extractor(spec, backbone, cfg.head.pooling)
         forward = tf.function(lambda x: backbone(x, training=False))
 
         preprocess = importlib.import_module(f"keras.applications.{spec.module}").preprocess_input

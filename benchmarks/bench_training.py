@@ -77,7 +77,7 @@ def ours(extractor, head_spec, extract_batch, x_train, y_train, x_test, y_test, 
         features = keras.Input(embeddings.shape[1:])
         head = keras.Model(features, original_head(features))
     else:
-        head = build_head(embeddings, head_spec)
+        head = build_head(embeddings, head_spec, "probability")
     head.compile(sgd(), loss="binary_crossentropy", metrics=["accuracy"])
     head.fit(embeddings, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
@@ -111,7 +111,7 @@ def main() -> None:
         backbone.trainable = False
         if extractors:  # the seed alone does not promise identical weights under another precision
             backbone.set_weights(extractors["ours"].get_layer(backbone.name).get_weights())
-        extractors[side] = build_extractor(side_spec, backbone)
+        extractors[side] = build_extractor(side_spec, backbone, cfg.head.pooling)
         backbone(x_train[:2].astype("float32"))  # warm-up (oneDNN kernels): neither side pays first-run costs
 
     data = (x_train, y_train, x_test, y_test)
