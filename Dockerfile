@@ -10,13 +10,15 @@ FROM python:3.11.7-slim
 
 WORKDIR /opt/mlflow
 
-RUN pip install mlflow==3.17.2 uvicorn==0.54.0
+# omegaconf: the guard reads conf/mlflow through pipeline.config, as the pipeline does.
+RUN pip install mlflow==3.17.2 uvicorn==0.54.0 omegaconf==2.3.1
 
 # The model with its own pinned requirements and bundled code (pipeline/), as MLflow installs them.
 COPY model_dir /opt/ml/model
 RUN python -c "from mlflow.models import container as C; C._install_pyfunc_deps('/opt/ml/model', install_mlflow=False, env_manager='local');"
 
 COPY serve/ serve/
+COPY pipeline/ pipeline/
 COPY conf/mlflow/ conf/mlflow/
 
 ENV MLFLOW_DISABLE_ENV_CREATION=True MODEL_URI=/opt/ml/model PORT=8080 SERVE_MAX_BODY_BYTES=20971520

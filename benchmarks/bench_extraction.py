@@ -8,20 +8,18 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
-import sys
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+from pipeline.config import backbone_spec, compose
+from pipeline.images import load_batch
+from pipeline.model import build_backbone, build_extractor, embed
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from pipeline.config import backbone_spec, compose  # noqa: E402
-from pipeline.images import load_batch  # noqa: E402
-from pipeline.model import build_backbone, build_extractor, embed  # noqa: E402
 
 
 def ours(extractor, paths, size: int, batch: int) -> float:
@@ -58,7 +56,7 @@ def main() -> None:
         backbone = build_backbone(spec)
         backbone.trainable = False
         extractor = build_extractor(spec, backbone, cfg.head.pooling)
-        forward = tf.function(lambda x: backbone(x, training=False))
+        forward = tf.function(lambda x, backbone=backbone: backbone(x, training=False))
 
         preprocess = importlib.import_module(f"keras.applications.{spec.module}").preprocess_input
         inputs = preprocess(load_batch(paths, spec.input_size).astype("float32"))

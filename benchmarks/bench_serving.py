@@ -22,15 +22,15 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
+from pipeline.images import load_image
+from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
+from serve import model_uri, use_tracking_store
+from serve.process import free_port, launch, stop, wait_until_up
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
-
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from pipeline.images import load_image  # noqa: E402
-from serve import model_uri, use_tracking_store  # noqa: E402
-from serve.process import free_port, launch, stop, wait_until_up  # noqa: E402
 
 PHOTOS = ROOT.parent / "shared" / "photos"
 PHOTO_SIZE = (1224, 816)  # 0.999 megapixels, a 3:2 photo
@@ -145,14 +145,14 @@ def main() -> None:
     import mlflow.artifacts
 
     artifacts = Path(mlflow.artifacts.download_artifacts(uri)) / "artifacts"
-    info = json.loads((artifacts / "model_info.json").read_text())
+    settings = ServingSettings.load(artifacts / "serving_settings")
     keras_file = str(artifacts / "model.keras")
-    size = info["input_size"]
+    size = settings.input_size
 
     jpegs = photos(BATCH)
-    inputs = np.stack([load_image(data, size, info["max_pixels"]) for data in jpegs])
+    inputs = np.stack([load_image(data, size, settings.max_pixels) for data in jpegs])
     bodies = {
-        count: json.dumps({"dataframe_split": {"columns": ["image"], "data": [[base64.b64encode(d).decode()] for d in jpegs[:count]]}}).encode()
+        count: json.dumps({"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[base64.b64encode(d).decode()] for d in jpegs[:count]]}}).encode()
         for count in (1, BATCH)
     }
     rows = {}
@@ -190,7 +190,7 @@ def main() -> None:
         rows[key + " (again)"] = value
     rows.update(load_every_time(keras_file, jpegs[0], size, min(args.requests, 10), args.seconds))
 
-    print(f"\nmodel {uri} ({info['backbone']}, {size}px); JPEG {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, {len(jpegs[0]) // 1024} KiB; "
+    print(f"\nmodel {uri} ({settings.weights}, {size}px); JPEG {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}, {len(jpegs[0]) // 1024} KiB; "
           f"nproc {os.cpu_count()}, load average {os.getloadavg()[0]:.2f}; server env {args.server_env or 'default'}")
     print(f"{'':60s} {'n':>3s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s} {'img/s':>7s}")
     for name, row in rows.items():

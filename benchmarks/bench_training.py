@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
+import keras
+import numpy as np
+
+from pipeline.config import backbone_spec, compose
+from pipeline.images import load_batch
+from pipeline.model import build_backbone, build_extractor, build_head, embed
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere, without installing the package
-
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from pipeline.config import backbone_spec, compose  # noqa: E402
-from pipeline.images import load_batch  # noqa: E402
-from pipeline.model import build_backbone, build_extractor, build_head, embed  # noqa: E402
 
 CLASSES = ("airplane", "automobile")  # label 1 = automobile, as in the pipeline (classes[1] is positive)
 
@@ -34,7 +32,10 @@ def load(images_per_class: int, test_per_class: int, size: int):
         test += [(f, label) for f in files[images_per_class : images_per_class + test_per_class]]
     rng = np.random.default_rng(0)
     train = [train[i] for i in rng.permutation(len(train))]  # mixed classes in every batch
-    as_arrays = lambda pairs: (load_batch([p for p, _ in pairs], size), np.array([y for _, y in pairs], "float32"))
+
+    def as_arrays(pairs):
+        return load_batch([p for p, _ in pairs], size), np.array([y for _, y in pairs], "float32")
+
     return as_arrays(train), as_arrays(test)
 
 

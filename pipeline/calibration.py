@@ -21,6 +21,7 @@ from scipy.special import expit, logit
 
 SCORES = ("max_probability", "embedding_distance", "other_probability")
 NEITHER = "neither"  # the answer for an image above the "neither" threshold
+DECISION_THRESHOLD = 0.5  # P(second class) at or above which the answer is the second class
 
 
 def pool(features: np.ndarray) -> np.ndarray:
@@ -65,7 +66,7 @@ def neither_score(
 
 def answers(p_positive: np.ndarray, scores: np.ndarray, threshold: float, classes: list[str]) -> np.ndarray:
     """The answer per image: "neither" above the threshold, else the more probable known class."""
-    return np.where(scores > threshold, NEITHER, np.where(np.asarray(p_positive) >= 0.5, classes[1], classes[0]))
+    return np.where(scores > threshold, NEITHER, np.where(np.asarray(p_positive) >= DECISION_THRESHOLD, classes[1], classes[0]))
 
 
 def apply_temperature(p_positive: np.ndarray, temperature: float) -> np.ndarray:
@@ -87,7 +88,7 @@ def expected_calibration_error(y_true: np.ndarray, p_positive: np.ndarray, bins:
     """Mean gap between confidence and accuracy of the predicted class, weighted by bin size."""
     p_positive = np.asarray(p_positive)
     confidence = np.maximum(p_positive, 1 - p_positive)
-    correct = (p_positive >= 0.5) == (np.asarray(y_true) == 1)
+    correct = (p_positive >= DECISION_THRESHOLD) == (np.asarray(y_true) == 1)
     edges = np.linspace(0.5, 1.0, bins + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
     gaps = [abs(correct[which == b].mean() - confidence[which == b].mean()) * (which == b).mean() for b in range(bins) if (which == b).any()]

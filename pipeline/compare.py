@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from sklearn.metrics import roc_auc_score
 
 from pipeline import config, plots, tracking
+from pipeline.calibration import DECISION_THRESHOLD
 from pipeline.io import read_json, write_atomic
 from pipeline.weights import WeightsSource
 
@@ -45,7 +46,7 @@ def summarise(predictions: pd.DataFrame, positive: str, reject_class: str, seed:
     pairs = np.c_[y, p]  # resample label and prediction together
 
     def accuracy(rows):
-        return float(((rows[:, 1] >= 0.5) == (rows[:, 0] == 1)).mean())
+        return float(((rows[:, 1] >= DECISION_THRESHOLD) == (rows[:, 0] == 1)).mean())
 
     def auc(rows):
         return float(roc_auc_score(rows[:, 0], rows[:, 1]))

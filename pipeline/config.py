@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,7 +23,7 @@ class BackboneConfig:
     module: str  # keras.applications module whose preprocess_input matches the weights
     input_size: int  # pixels per side fed to the backbone
     min_input_size: int  # the architecture rejects smaller inputs
-    weights: Optional[str] = "imagenet"  # imagenet, None (random), or a weights file path
+    weights: str | None = "imagenet"  # imagenet, None (random), or a weights file path
     # Keras' own file name for the no-top ImageNet weights: looked up in paths.weights (DVC-tracked),
     # then in the Keras cache, before anything is downloaded.
     weights_file: str = ""
@@ -45,7 +44,7 @@ class HeadConfig:
 class AugmentConfig:
     name: str
     views: int  # augmented copies per training image, each embedded once
-    flip: Optional[str]
+    flip: str | None
     rotation: float
     zoom: float
     translation: float
@@ -58,7 +57,7 @@ class DataConfig:
     reject_class: str
     val_fraction: float  # of each folder, reject_class included
     test_fraction: float
-    max_per_class: Optional[int]
+    max_per_class: int | None
     max_pixels: int
     seed: int
 
@@ -117,7 +116,7 @@ class Config:
     mlflow: MlflowConfig
     register: RegisterConfig
     compare: list[str] = field(default_factory=list)
-    backbone: Optional[BackboneConfig] = None  # set from `backbone=NAME`: the one this run works on
+    backbone: BackboneConfig | None = None  # set from `backbone=NAME`: the one this run works on
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
@@ -191,6 +190,12 @@ def from_argv(argv: list[str] | None = None, description: str = "") -> DictConfi
     if args.params:
         return from_params(args.params, args.overrides)
     return compose(args.overrides)
+
+
+def mlflow_config() -> MlflowConfig:
+    """conf/mlflow/default.yaml, typed: what serving needs of the config (OmegaConf only, no Hydra)."""
+    node = OmegaConf.merge(OmegaConf.structured(MlflowConfig), OmegaConf.load(CONF_DIR / "mlflow" / "default.yaml"))
+    return OmegaConf.to_object(node)
 
 
 def backbone_spec(cfg: DictConfig) -> BackboneConfig:

@@ -1,5 +1,5 @@
 """Stage `evaluate@<backbone>`: models/<backbone>/ + splits.csv + data/ + the field photos ->
-evaluation/<backbone>/ (metrics.json, calibration.json, predictions.csv, field_predictions.csv, plots/).
+evaluation/<backbone>/ (metrics.json, serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
 
 Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
@@ -12,6 +12,7 @@ and to the backbone's MLflow run, with the plots as artifacts.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import keras
@@ -22,9 +23,11 @@ from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
 from pipeline.images import load_batch, load_folder
-from pipeline.io import write_json
+from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import Outputs, Predictor
+from pipeline.serving_settings import ServingSettings
+from pipeline.weights import WeightsSource
 
 ACCEPT_RATE = 0.95  # share of known-class validation images the "neither" threshold lets through
 SPLITS = ("val", "test", "other_val", "other_test")
@@ -41,11 +44,11 @@ def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> fl
 
 
 def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: dict) -> tuple[dict, dict, dict]:
-    """What serving applies, fitted on validation only -> (fitted, calibrated p per split, every candidate score per split).
+    """The calibration serving applies, fitted on validation only -> (choices, calibrated p per split, every candidate score per split).
 
     The temperature is kept only where it lowers the validation calibration error. Of the
-    "neither" scores, the one that best separates other_val from val is chosen, with the threshold
-    that lets ACCEPT_RATE of known-class validation images through.
+    "neither" scores, the one that best separates other_val from val is chosen; each candidate's
+    threshold lets ACCEPT_RATE of known-class validation images through.
     """
     p_raw = {name: out.probability for name, out in outputs.items()}
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
@@ -61,21 +64,19 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
         for score in calibration.SCORES
     }
     val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
-    chosen = max(val_aurocs, key=val_aurocs.get)
-    fitted = {
+    choices = {
         "temperature": temperature,
-        "neither_score": chosen,
-        "reject_threshold": reject_threshold(scores[chosen]["val"], ACCEPT_RATE),
-        "accept_rate": ACCEPT_RATE,
-        "val_neither_auroc": val_aurocs,
-        # Every candidate's threshold too, so the field set can report each for comparison.
+        "neither_score": max(val_aurocs, key=val_aurocs.get),
+        "val_aurocs": val_aurocs,
         "thresholds": {score: reject_threshold(s["val"], ACCEPT_RATE) for score, s in scores.items()},
     }
-    return fitted, p, scores
+    return choices, p, scores
 
 
-def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, dict]:
+def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, ServingSettings]:
+    """Score every split, fit what serving applies, measure it -> (metrics, the fitted settings)."""
     size, classes = cfg.backbone.input_size, list(cfg.data.classes)
+    stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
     images, y, outputs = {}, {}, {}
     predictor = Predictor(model, cfg.train.extract_batch_size)
     for name in SPLITS:
@@ -83,8 +84,11 @@ def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFr
         images[name] = load_batch(part.path, size, cfg.data.max_pixels, progress=f"decode {name}")
         y[name] = (part.label == classes[1]).to_numpy(dtype=int)
         outputs[name] = predictor(images[name])
-    fitted, p, scores = fit_serving(outputs, y, stats)
-    chosen, threshold = fitted["neither_score"], fitted["reject_threshold"]
+    choices, p, scores = fit_serving(outputs, y, stats)
+    chosen = choices["neither_score"]
+    settings = replace(
+        settings, temperature=choices["temperature"], neither_score=chosen, reject_threshold=choices["thresholds"][chosen]
+    )
 
     p_raw = {name: out.probability for name, out in outputs.items()}
     metrics = {
@@ -92,12 +96,12 @@ def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFr
         **binary_metrics(y["test"], p["test"], "test"),
         **{f"{name}_ece_raw": calibration.expected_calibration_error(y[name], p_raw[name]) for name in ("val", "test")},
         **{f"{name}_ece": calibration.expected_calibration_error(y[name], p[name]) for name in ("val", "test")},
-        **{f"val_neither_auroc_{score}": auroc for score, auroc in fitted["val_neither_auroc"].items()},
+        **{f"val_neither_auroc_{score}": auroc for score, auroc in choices["val_aurocs"].items()},
         **{f"test_neither_auroc_{score}": neither_auroc(s["test"], s["other_test"]) for score, s in scores.items()},
-        **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], threshold),
+        **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], settings.reject_threshold),
         "latency_ms_per_image": latency_ms(predictor, images["test"][0]),
     }
-    metrics.update(score_field_set(cfg, predictor, fitted, stats, out_dir))
+    metrics.update(score_field_set(cfg, predictor, settings, choices["thresholds"], out_dir))
 
     test = pd.concat([splits[splits.split == name] for name in ("test", "other_test")])  # the order of p below
     test.assign(
@@ -108,37 +112,46 @@ def evaluate(cfg: DictConfig, model: keras.Model, stats: dict, splits: pd.DataFr
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots.curves(plot_dir, y["test"], p["test"], p_raw["test"], classes)
     plots.worst_mistakes(plot_dir, images["test"], y["test"], p["test"], classes)
-    return metrics, fitted
+    return metrics, settings
 
 
-def score_field_set(cfg: DictConfig, predictor: Predictor, fitted: dict, stats: dict, out_dir: Path) -> dict:
+def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSettings, thresholds: dict, out_dir: Path) -> dict:
     """The real photos of paths.field, answered as served -> field_* metrics and field_predictions.csv.
 
     Nothing is fitted or chosen on them: this only measures how the team data carries over to
     photos people take. Each candidate "neither" score is also reported with its own validation
     threshold (field_three_way_accuracy_<score>), for comparison.
     """
-    classes, folders = list(cfg.data.classes), [*cfg.data.classes, cfg.data.reject_class]
-    images, labels, paths = load_folder(cfg.paths.field, folders, cfg.backbone.input_size, cfg.data.max_pixels)
+    folders = [*cfg.data.classes, cfg.data.reject_class]
+    images, labels, paths = load_folder(cfg.paths.field, folders, settings.input_size, settings.max_pixels)
     if not len(images):
         print(f"evaluate: no field photos under {cfg.paths.field}: field_* metrics skipped")
         return {}
     out = predictor(images)
-    p = calibration.apply_temperature(out.probability, fitted["temperature"])
-    metrics, chosen_answers = {}, None
+    metrics = {}
     for score in calibration.SCORES:
-        values = calibration.neither_score(score, p, out.other_probability, out.embedding, stats)
-        threshold = fitted["thresholds"][score]
-        answers = calibration.answers(p, values, threshold, classes)
-        found = field_metrics(labels, answers, p, classes, cfg.data.reject_class)
+        candidate = replace(settings, neither_score=score, reject_threshold=thresholds[score])
+        rows = candidate.verdicts(out.probability, out.other_probability, out.embedding)
+        found = field_metrics(labels, rows.answer, rows[f"p_{settings.classes[1]}"], settings.classes, cfg.data.reject_class)
         metrics[f"field_three_way_accuracy_{score}"] = found["field_three_way_accuracy"]
-        if score == fitted["neither_score"]:
+        if score == settings.neither_score:
             metrics.update(found)
-            chosen_answers, chosen_scores = answers, values
-    pd.DataFrame({"path": paths, "label": labels, "answer": chosen_answers, "p_positive": p, "neither_score": chosen_scores}).to_csv(
-        out_dir / "field_predictions.csv", index=False
-    )
+            rows.insert(0, "label", labels)
+            rows.insert(0, "path", paths)
+            rows.to_csv(out_dir / "field_predictions.csv", index=False)
     return metrics
+
+
+def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
+    """What train handed over (input, weights, embedding statistics), before anything is fitted here."""
+    weights = WeightsSource(**read_json(model_dir / "run.json")["weights"])
+    stats = np.load(model_dir / "embedding_stats.npz")
+    return ServingSettings(
+        classes=list(cfg.data.classes), input_size=cfg.backbone.input_size, max_pixels=cfg.data.max_pixels,
+        weights=weights.describe(), weights_meaningful=weights.meaningful, temperature=1.0,
+        neither_score=calibration.SCORES[0], reject_threshold=float("inf"), accept_rate=ACCEPT_RATE,
+        embedding_means=stats["means"], embedding_precision=stats["precision"],
+    )
 
 
 def run(cfg: DictConfig) -> dict:
@@ -146,14 +159,13 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.evaluation) / cfg.backbone.name
     out_dir.mkdir(parents=True, exist_ok=True)
     model = keras.saving.load_model(model_dir / "model.keras")
-    stats = dict(np.load(model_dir / "embedding_stats.npz"))
-    metrics, fitted = evaluate(cfg, model, stats, pd.read_csv(cfg.paths.splits), out_dir)
+    metrics, settings = evaluate(cfg, model, untrained_settings(cfg, model_dir), pd.read_csv(cfg.paths.splits), out_dir)
     plots.training_curves(out_dir / "plots", pd.read_csv(model_dir / "history.csv"))
+    settings.save(out_dir / "serving")
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_metrics(metrics)
-        mlflow.log_dict(fitted, "calibration.json")
+        mlflow.log_artifacts(str(out_dir / "serving"), "serving")
         mlflow.log_artifacts(str(out_dir / "plots"), "plots")
-    write_json(out_dir / "calibration.json", fitted)
     write_json(out_dir / "metrics.json", metrics)  # last: its presence means the stage finished
     print(f"evaluate: {cfg.backbone.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     return metrics

@@ -5,10 +5,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
+from pipeline.calibration import DECISION_THRESHOLD, NEITHER
+
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> dict[str, float]:
-    """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix at 0.5."""
-    y_pred = (p_positive >= 0.5).astype(int)
+    """Accuracy, precision, recall, F1, ROC AUC, log loss and the confusion matrix at the decision threshold."""
+    y_pred = (p_positive >= DECISION_THRESHOLD).astype(int)
     tn, fp, fn, tp = skm.confusion_matrix(y_true, y_pred, labels=[0, 1]).ravel()
     values = {
         "accuracy": skm.accuracy_score(y_true, y_pred),
@@ -43,7 +45,7 @@ def neither_metrics(
     is_other = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
     fpr, tpr, _ = skm.roc_curve(1 - is_other, -np.r_[known_scores, other_scores])  # known is the positive class
     accepted = known_scores <= threshold
-    known_correct = accepted & ((p_known >= 0.5) == (y_known == 1))
+    known_correct = accepted & ((p_known >= DECISION_THRESHOLD) == (y_known == 1))
     values = {
         "neither_auroc": neither_auroc(known_scores, other_scores),
         "neither_fpr_at_95_tpr": fpr[np.searchsorted(tpr, 0.95)],
@@ -64,12 +66,12 @@ def field_metrics(labels: np.ndarray, answers: np.ndarray, p_positive: np.ndarra
     """
     labels, answers = np.asarray(labels), np.asarray(answers)
     known = labels != reject_class
-    likelier = np.where(np.asarray(p_positive) >= 0.5, classes[1], classes[0])
+    likelier = np.where(np.asarray(p_positive) >= DECISION_THRESHOLD, classes[1], classes[0])
     values = {
         "images": len(labels),
         "accuracy": (likelier[known] == labels[known]).mean(),
         "known_answered_right": (answers[known] == labels[known]).mean(),
-        "neither_rate_on_other": (answers[~known] == "neither").mean(),
-        "three_way_accuracy": (answers == np.where(known, labels, "neither")).mean(),
+        "neither_rate_on_other": (answers[~known] == NEITHER).mean(),
+        "three_way_accuracy": (answers == np.where(known, labels, NEITHER)).mean(),
     }
     return {f"field_{k}": float(v) for k, v in values.items()}

@@ -11,12 +11,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 
-from pipeline.config import AugmentConfig, BackboneConfig, HeadConfig
 from pipeline.weights import keras_cache, resolve_weights
+
+if TYPE_CHECKING:  # the served model loads this module where no config code is installed
+    from pipeline.config import AugmentConfig, BackboneConfig, HeadConfig
 
 
 VARIANCE_FLOOR = 0.01  # of the mean feature variance; see build_head

@@ -21,6 +21,8 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
+from pipeline.calibration import DECISION_THRESHOLD  # noqa: E402
+
 
 def save(figure, path: Path) -> None:
     figure.tight_layout()
@@ -30,7 +32,7 @@ def save(figure, path: Path) -> None:
 
 def curves(out_dir: Path, y_true: np.ndarray, p_positive: np.ndarray, p_uncalibrated: np.ndarray, classes: list[str]) -> None:
     """Confusion matrix, ROC, precision-recall and reliability diagram of the test split."""
-    y_pred = (p_positive >= 0.5).astype(int)
+    y_pred = (p_positive >= DECISION_THRESHOLD).astype(int)
     names = np.array(classes)
     display = ConfusionMatrixDisplay.from_predictions(names[y_true], names[y_pred], labels=classes, colorbar=False)
     save(display.figure_, out_dir / "confusion_matrix.png")
@@ -68,7 +70,7 @@ def worst_mistakes(out_dir: Path, images: np.ndarray, y_true: np.ndarray, p_posi
         axis.axis("off")
     for axis, i in zip(axes.ravel(), worst):
         axis.imshow(images[i])
-        predicted = classes[int(p_positive[i] >= 0.5)]
+        predicted = classes[int(p_positive[i] >= DECISION_THRESHOLD)]
         axis.set_title(f"true {classes[y_true[i]]}\npred {predicted} ({max(p_positive[i], 1 - p_positive[i]):.2f})", fontsize=8)
     if not worst:
         axes[0, 0].set_title("no mistakes on the test split", fontsize=9)

@@ -7,7 +7,6 @@ validation split; the champion is re-scored here rather than trusting a number f
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -24,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, tracking
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
+from pipeline.served_model import ImageClassifier
+from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
 from pipeline.weights import WeightsSource
-from pipeline.served_model import IMAGE_COLUMN, ImageClassifier
 
 SERVING_PACKAGES = ("tensorflow-cpu", "keras", "pillow", "numpy", "pandas", "scikit-learn")
 
@@ -48,10 +48,10 @@ def signature(classes: list[str]) -> ModelSignature:
 
 # Runs in a fresh interpreter outside the project, so the model uses the code it was logged with
 # (its code_paths), not this checkout's pipeline/, which may have changed since.
-SCORE_SCRIPT = """
+SCORE_SCRIPT = f"""
 import sys, pandas as pd, mlflow
 model = mlflow.pyfunc.load_model(sys.argv[1])
-images = pd.DataFrame({"image": [open(p, "rb").read() for p in pd.read_csv(sys.argv[2]).path]})
+images = pd.DataFrame({{"{IMAGE_COLUMN}": [open(p, "rb").read() for p in pd.read_csv(sys.argv[2]).path]}})
 model.predict(images).to_csv(sys.argv[3], index=False)
 """
 
@@ -72,27 +72,15 @@ def weights_of(model_dir: Path) -> WeightsSource:
     return WeightsSource(**read_json(model_dir / "run.json")["weights"])
 
 
-def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: bytes):
+def log_candidate(cfg: DictConfig, model_dir: Path, serving_dir: Path, example: bytes):
     """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
-    info = {
-        "classes": list(cfg.data.classes),
-        "input_size": cfg.backbone.input_size,
-        "max_pixels": cfg.data.max_pixels,
-        "backbone": cfg.backbone.name,
-        "registered_model": cfg.mlflow.registered_model,
-        "weights": weights_of(model_dir).describe(),
-        **{key: calibration[key] for key in ("temperature", "neither_score", "reject_threshold")},
-    }
-    with tempfile.TemporaryDirectory() as tmp, tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
-        info_file = Path(tmp) / "model_info.json"
-        info_file.write_text(json.dumps(info, indent=2))
+    with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         return mlflow.pyfunc.log_model(
             name="model",
             python_model=ImageClassifier(),
             artifacts={
                 "keras_model": str(model_dir / "model.keras"),
-                "model_info": str(info_file),
-                "embedding_stats": str(model_dir / "embedding_stats.npz"),
+                "serving_settings": str(serving_dir),
                 "config": str(model_dir / "config.yaml"),
             },
             code_paths=[str(Path(__file__).parent)],
@@ -103,7 +91,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, calibration: dict, example: 
         )
 
 
-def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, calibration: dict) -> str:
+def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings) -> str:
     """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
     metrics = read_json(Path(cfg.paths.evaluation) / cfg.backbone.name / "metrics.json")
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
@@ -120,6 +108,7 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, calibration:
         f"three-way accuracy {metrics['field_three_way_accuracy']:.3f}."
         if "field_images" in metrics else "- Real photos: no field set was scored."
     )
+    candidates = ", ".join(f"`{k.rpartition('val_neither_auroc_')[2]}` (AUROC {v:.3f})" for k, v in metrics.items() if k.startswith("val_neither_auroc_"))
 
     def interval(metric):
         return f"{comparison[metric]:.3f} (95% CI {comparison[metric + '_low']:.3f} to {comparison[metric + '_high']:.3f})"
@@ -142,10 +131,10 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 {field}
 
 ## The "neither" answer
-Score `{calibration["neither_score"]}`, threshold {calibration["reject_threshold"]:.4g}: an image scoring above it is
-answered "neither". Chosen on validation among {", ".join(f"`{k}` (AUROC {v:.3f})" for k, v in calibration["val_neither_auroc"].items())}. The threshold lets {calibration["accept_rate"]:.0%} of {cfg.data.classes[0]} and {cfg.data.classes[1]}
-validation images through; on the test split it flagged {metrics["test_neither_rate_on_other"]:.0%} of `{cfg.data.reject_class}/`
-images. Probabilities are temperature-scaled (T = {calibration["temperature"]:.3g}, fitted on validation).
+Score `{settings.neither_score}`, threshold {settings.reject_threshold:.4g}: an image scoring above it is answered
+"neither". Chosen on validation among {candidates}. The threshold lets {settings.accept_rate:.0%} of {cfg.data.classes[0]}
+and {cfg.data.classes[1]} validation images through; on the test split it flagged {metrics["test_neither_rate_on_other"]:.0%} of
+`{cfg.data.reject_class}/` images. Probabilities are temperature-scaled (T = {settings.temperature:.3g}, fitted on validation).
 
 ## Known limits
 - Trained on the images in `data/` only: what is unlike them (drawings, unusual viewpoints, other vehicles such as
@@ -178,7 +167,7 @@ def run(cfg: DictConfig) -> dict:
     cfg = config.validate(OmegaConf.to_container(cfg), best)
     model_dir = Path(cfg.paths.models) / best
     splits = pd.read_csv(cfg.paths.splits)
-    calibration = read_json(Path(cfg.paths.evaluation) / best / "calibration.json")
+    serving_dir = Path(cfg.paths.evaluation) / best / "serving"
     example = Path(splits[splits.split == "val"].path.iloc[0]).read_bytes()
 
     tracking.setup(cfg)
@@ -186,12 +175,12 @@ def run(cfg: DictConfig) -> dict:
     name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
     champion, champion_score = current_champion(client, cfg, splits)
 
-    logged = log_candidate(cfg, model_dir, calibration, example)
+    logged = log_candidate(cfg, model_dir, serving_dir, example)
     new_version = logged.registered_model_version
     tags = {**tracking.run_tags(cfg), **tracking.weights_tags(weights_of(model_dir)), cfg.register.metric: scores[best]}
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
-    card = model_card(cfg, int(new_version), splits, calibration)
+    card = model_card(cfg, int(new_version), splits, ServingSettings.load(serving_dir))
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_text(card, f"model_card_v{new_version}.md")

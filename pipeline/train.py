@@ -20,10 +20,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
+from pipeline.calibration import fit_embedding_stats, pool
 from pipeline.images import load_batch
 from pipeline.io import write_json
-from pipeline.weights import resolve_weights
-from pipeline.calibration import fit_embedding_stats, pool
 from pipeline.model import (
     assemble,
     build_augmentation,
@@ -34,6 +33,7 @@ from pipeline.model import (
     trainable_classifier,
     unfreeze,
 )
+from pipeline.weights import resolve_weights
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):

@@ -5,16 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import yaml
+from pipeline.config import mlflow_config
 
 ROOT = Path(__file__).resolve().parent.parent
-MLFLOW_CONF = ROOT / "conf" / "mlflow" / "default.yaml"
 
 
 def model_uri() -> str:
     """MODEL_URI if set, else the configured registered model under its champion alias."""
-    conf = yaml.safe_load(MLFLOW_CONF.read_text())
-    return os.environ.get("MODEL_URI") or f"models:/{conf['registered_model']}@{conf['champion_alias']}"
+    conf = mlflow_config()
+    return os.environ.get("MODEL_URI") or f"models:/{conf.registered_model}@{conf.champion_alias}"
 
 
 def use_tracking_store() -> None:
@@ -25,7 +24,7 @@ def use_tracking_store() -> None:
     """
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return
-    uri = yaml.safe_load(MLFLOW_CONF.read_text())["tracking_uri"]
+    uri = mlflow_config().tracking_uri
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_absolute():
         uri = prefix + str(ROOT / uri[len(prefix):])

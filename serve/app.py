@@ -7,15 +7,12 @@ otherwise it loads the champion model itself, once per server process.
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import streamlit as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit run` does not put the project on the path
-
-from pipeline.images import ImageError, decode  # noqa: E402
-from serve import confidence, demo_warning, model_uri, reason, use_tracking_store  # noqa: E402
+from pipeline.images import ImageError, decode
+from pipeline.serving_settings import IMAGE_COLUMN
+from serve import confidence, demo_warning, model_uri, reason, use_tracking_store
 
 PREVIEW_PIXELS = 640
 
@@ -37,7 +34,7 @@ def classify(data: bytes) -> dict:
         return predict(url, [data])[0]
     import pandas as pd
 
-    return local_model().predict(pd.DataFrame({"image": [data]})).iloc[0].to_dict()
+    return local_model().predict(pd.DataFrame({IMAGE_COLUMN: [data]})).iloc[0].to_dict()
 
 
 def preview(data: bytes):

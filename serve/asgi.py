@@ -18,7 +18,8 @@ import binascii
 import json
 import os
 
-IMAGE_COLUMN = "image"  # as in pipeline.served_model; not imported, so the guard loads no TensorFlow
+from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guard loads no TensorFlow
+
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from pipeline.serving_settings import IMAGE_COLUMN
 from serve import confidence, demo_warning, reason
-from serve.asgi import IMAGE_COLUMN
 
 DEFAULT_URL = "http://127.0.0.1:5000/invocations"
 

@@ -1,10 +1,13 @@
-"""Answers and field metrics: the "neither" rule and how real photos are counted."""
+"""Calibration, answers, metrics, comparison intervals and the serving settings: fast, no TensorFlow."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from pipeline.calibration import SCORES, answers, neither_score
+from pipeline.calibration import SCORES, answers, apply_temperature, expected_calibration_error, fit_temperature, neither_score
+from pipeline.compare import summarise
 from pipeline.metrics import field_metrics
+from pipeline.serving_settings import ServingSettings
 
 CLASSES = ["airplane", "automobile"]
 
@@ -34,3 +37,42 @@ def test_every_neither_score_is_higher_for_the_less_familiar_image():
     for name in SCORES:
         familiar, strange = neither_score(name, p_automobile, p_other, embeddings, stats)
         assert strange > familiar, name
+
+
+def test_temperature_scaling_recovers_an_overconfident_model():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 2, 4000)
+    y = (rng.random(4000) < 1 / (1 + np.exp(-logits))).astype(int)  # labels drawn from calibrated probabilities
+    overconfident = 1 / (1 + np.exp(-3 * logits))  # the same model, three times too sure
+    temperature = fit_temperature(overconfident, y)
+    assert temperature == pytest.approx(3, rel=0.15)
+    assert expected_calibration_error(y, apply_temperature(overconfident, temperature)) < expected_calibration_error(y, overconfident)
+    np.testing.assert_allclose(apply_temperature(overconfident, 1.0), overconfident, atol=1e-6)  # clipped at 1e-7
+
+
+def test_comparison_intervals_hold_the_point_estimate():
+    rng = np.random.default_rng(1)
+    labels = np.array(["airplane"] * 50 + ["automobile"] * 50 + ["other"] * 30)
+    p = np.r_[rng.uniform(0, 0.6, 50), rng.uniform(0.4, 1, 50), rng.uniform(0, 1, 30)]
+    score = np.r_[rng.uniform(0, 0.5, 100), rng.uniform(0.3, 1, 30)]
+    predictions = pd.DataFrame({"label": labels, "p_positive": p, "neither_score": score})
+    row = summarise(predictions, "automobile", "other", seed=0)
+    for name in ("accuracy", "roc_auc", "neither_auroc"):
+        assert row[f"{name}_low"] <= row[name] <= row[f"{name}_high"], name
+        assert row[f"{name}_high"] - row[f"{name}_low"] < 0.4  # 130 images: informative, not a blank
+
+
+def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
+    settings = ServingSettings(
+        classes=CLASSES, input_size=224, max_pixels=1000, weights="imagenet (w.h5, sha256 0123)", weights_meaningful=True,
+        temperature=2.0, neither_score="other_probability", reject_threshold=0.5, accept_rate=0.95,
+        embedding_means=np.zeros((2, 3)), embedding_precision=np.eye(3),
+    )
+    settings.save(tmp_path / "serving")
+    loaded = ServingSettings.load(tmp_path / "serving")
+    assert loaded.classes == CLASSES and loaded.temperature == 2.0 and loaded.neither_score == "other_probability"
+    np.testing.assert_array_equal(loaded.embedding_precision, np.eye(3))
+    rows = loaded.verdicts(np.array([0.9, 0.2, 0.9]), np.array([0.1, 0.1, 0.8]), np.zeros((3, 3)))
+    assert list(rows.answer) == ["automobile", "airplane", "neither"]
+    np.testing.assert_allclose(rows.p_automobile, apply_temperature(np.array([0.9, 0.2, 0.9]), 2.0))
+    np.testing.assert_allclose(rows.p_airplane + rows.p_automobile, 1.0)

@@ -24,12 +24,13 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.served_model import IMAGE_COLUMN
+from pipeline.config import mlflow_config
+from pipeline.serving_settings import IMAGE_COLUMN
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 BIN = Path(sys.executable).parent
-MODEL = "airplane-automobile-classifier"
+MODEL = mlflow_config().registered_model
 BACKBONES = ["mobilenet_v2", "vgg16", "resnet50", "inception_v3"]
 TINY_PRESET = f"""\
 # @package _global_
@@ -44,7 +45,7 @@ train:
   extract_batch_size: 16
 """
 
-pytestmark = pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")]
 
 
 def sh(*args: str, cwd: Path, timeout: int = 600) -> str:

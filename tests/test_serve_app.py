@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 from conftest import ROOT, encode, gradient
-from test_serve_rest import ANSWERS, register_tiny_model, real_photos
+from test_serve_rest import ANSWERS, MODEL_NAME, real_photos, register_tiny_model
 
+pytestmark = pytest.mark.slow  # registers a model, runs the page
 
 @pytest.fixture
 def page(tmp_path_factory, monkeypatch):
@@ -30,7 +31,7 @@ def test_photos_get_a_verdict_and_bad_files_a_readable_error(page, bad_images):
     assert len(verdicts) == len(photos) + 1
     assert all(any(answer in v for answer in ANSWERS) for v in verdicts)
     assert len(page.image) == len(photos) + 1
-    caption = "model airplane-automobile-classifier version 1, weights: random init"
+    caption = f"model {MODEL_NAME} version 1, weights: random init"
     assert sum(c.value == caption for c in page.caption) == len(photos) + 1
     assert sum("not meaningful" in w.value for w in page.warning) == len(photos) + 1  # the demo model is flagged
     errors = {e.value.partition(":")[0]: e.value for e in page.error}

@@ -13,7 +13,7 @@ from serve.process import free_port, launch, stop, wait_until_up
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package; `apt-get install chromium`
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")]
 
 
 @pytest.fixture

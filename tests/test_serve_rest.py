@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from dataclasses import asdict
 import json
 import os
 import subprocess
@@ -15,10 +14,14 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, encode, gradient
 
+from pipeline.config import mlflow_config
+from pipeline.serving_settings import IMAGE_COLUMN
 from serve.process import free_port, launch, stop, wait_until_up
 
+pytestmark = pytest.mark.slow  # registers a model, starts real servers
+
 PHOTOS = ROOT.parent / "shared" / "photos"
-MODEL_NAME = "airplane-automobile-classifier"  # conf/mlflow/default.yaml; the page and server default to it
+MODEL_NAME = mlflow_config().registered_model  # the page and server default to it
 MAX_PIXELS = 2_000_000  # the model's pixel limit here, so the over-the-limit image stays small
 MAX_BODY_BYTES = 2_000_000  # the guarded server's body limit here
 ANSWERS = {"airplane", "automobile", "neither"}
@@ -37,8 +40,8 @@ def register_tiny_model(directory: Path) -> str:
 
     from pipeline import calibration, config
     from pipeline import model as models
-    from pipeline.io import write_json
     from pipeline.register import log_candidate
+    from pipeline.serving_settings import ServingSettings
     from pipeline.weights import resolve_weights
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -61,16 +64,20 @@ def register_tiny_model(directory: Path) -> str:
     other_head = models.build_head(features, cfg.neither_head, "other_probability")
     models.assemble(extractor, head, other_head).save(model_dir / "model.keras")
     stats = calibration.fit_embedding_stats(features, np.array([0, 1] * 4))
-    np.savez(model_dir / "embedding_stats.npz", **stats)
     (model_dir / "config.yaml").write_text("# tiny test model\n")
-    write_json(model_dir / "run.json", {"weights": asdict(resolve_weights(spec, None))})
-    calibrated = {"temperature": 1.0, "neither_score": "max_probability", "reject_threshold": 0.45}
+    weights = resolve_weights(spec, None)
+    settings = ServingSettings(
+        classes=list(cfg.data.classes), input_size=spec.input_size, max_pixels=MAX_PIXELS, weights=weights.describe(),
+        weights_meaningful=weights.meaningful, temperature=1.0, neither_score="max_probability", reject_threshold=0.45,
+        accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
+    )
+    settings.save(directory / "serving")
     example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
 
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # it wins over the config; never write to another store
     try:
-        logged = log_candidate(cfg, model_dir, calibrated, example)
+        logged = log_candidate(cfg, model_dir, directory / "serving", example)
         MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", logged.registered_model_version)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
@@ -119,7 +126,7 @@ def b64(data: bytes) -> str:
 
 
 def split(*images: bytes) -> dict:
-    return {"dataframe_split": {"columns": ["image"], "data": [[b64(image)] for image in images]}}
+    return {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[b64(image)] for image in images]}}
 
 
 def post(url: str, body, content_type: str = "application/json") -> tuple[int, str]:
@@ -160,7 +167,7 @@ def test_every_good_kind_of_image(servers, server, good_images):
         status, body = post(servers[server], split(data))
         assert status == 200, f"{kind}: {body}"
         check_verdicts(body, 1)
-    records = {"dataframe_records": [{"image": b64(data)} for data in good_images.values()]}
+    records = {"dataframe_records": [{IMAGE_COLUMN: b64(data)} for data in good_images.values()]}
     status, body = post(servers[server], records)
     assert status == 200, body
     check_verdicts(body, len(good_images))
@@ -194,15 +201,15 @@ def bad_requests(bad_images: dict[str, bytes]) -> dict[str, tuple]:
     cases = {f"image {name}": (split(good, data), "application/json", 400, expected[name]) for name, data in bad_images.items()}
     cases.update(
         {
-            "not base64": ({"dataframe_split": {"columns": ["image"], "data": [[b64(good)], ["@@not base64@@!"]]}}, "application/json", 400, "image 1: not valid base64"),
-            "number, not bytes": ({"dataframe_records": [{"image": 7}]}, "application/json", 400, "image 0: expected"),
+            "not base64": ({"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[b64(good)], ["@@not base64@@!"]]}}, "application/json", 400, "image 1: not valid base64"),
+            "number, not bytes": ({"dataframe_records": [{IMAGE_COLUMN: 7}]}, "application/json", 400, "image 0: expected"),
             "wrong column": ({"dataframe_split": {"columns": ["picture"], "data": [[b64(good)]]}}, "application/json", 400, "['image']"),
             "missing column": ({"dataframe_records": [{"picture": b64(good)}]}, "application/json", 400, "['image']"),
-            "malformed JSON": (b'{"dataframe_split": {"columns": ["image"], "data": [["iVBOR', "application/json", 400, "not valid JSON"),
+            "malformed JSON": (b'{"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [["iVBOR', "application/json", 400, "not valid JSON"),
             "not UTF-8": (b"\xff\xfe\x00garbage", "application/json", 400, "not valid JSON"),
-            "empty batch": ({"dataframe_split": {"columns": ["image"], "data": []}}, "application/json", 400, "empty batch"),
+            "empty batch": ({"dataframe_split": {"columns": [IMAGE_COLUMN], "data": []}}, "application/json", 400, "empty batch"),
             "empty records": ({"dataframe_records": []}, "application/json", 400, "empty batch"),
-            "inputs format": ({"inputs": {"image": [b64(good)]}}, "application/json", 400, "dataframe_split"),
+            "inputs format": ({"inputs": {IMAGE_COLUMN: [b64(good)]}}, "application/json", 400, "dataframe_split"),
             "no format field": ({"images": [b64(good)]}, "application/json", 400, "dataframe_split"),
             "over the size limit": (split(b"\0" * MAX_BODY_BYTES), "application/json", 413, "limit"),
             "wrong content type": (b64(good).encode(), "image/png", 415, "content types"),
@@ -299,5 +306,5 @@ def test_dockerfile_keeps_step_with_mlflows_own(tracking_uri, tmp_path):
     install = next(line for line in theirs if "_install_pyfunc_deps" in line)
     assert base in ours and f"pip install {mlflow_pin}" in ours and install in ours
     assert "COPY model_dir /opt/ml/model" in ours and (tmp_path / "model_dir" / "MLmodel").exists()
-    for source in ("serve/", "conf/mlflow/"):  # what the image's command needs from the project
+    for source in ("serve/", "pipeline/", "conf/mlflow/"):  # what the image's command needs from the project
         assert f"COPY {source} {source}" in ours and (ROOT / source).is_dir()

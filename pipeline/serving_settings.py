@@ -1,0 +1,66 @@
+"""What serving applies to the network's outputs: evaluate fits it -> register logs it in the model -> the served model reads it.
+
+One typed object, saved as a folder (serving_settings.json + embedding_stats.npz). numpy, pandas and
+scipy only: the served model imports it in an environment that has no Hydra, OmegaConf or DVC.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from pipeline import calibration
+
+IMAGE_COLUMN = "image"  # the request column that carries image file bytes
+
+
+@dataclass
+class ServingSettings:
+    classes: list[str]  # the two known classes; the model's `probability` output is P(classes[1])
+    input_size: int  # pixels per side the model takes
+    max_pixels: int  # larger images are refused
+    weights: str  # the backbone's weights (WeightsSource.describe()): "random init" means a demo model
+    weights_meaningful: bool
+    temperature: float  # divides the logit of `probability` (1.0: no scaling)
+    neither_score: str  # one of calibration.SCORES
+    reject_threshold: float  # a score above it is answered "neither"
+    accept_rate: float  # share of known-class validation images the threshold lets through
+    # Class means and shared precision of the training embeddings (the embedding_distance score).
+    embedding_means: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    embedding_precision: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+
+    JSON = "serving_settings.json"
+    ARRAYS = "embedding_stats.npz"
+
+    def save(self, folder: str | Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        scalars = {k: v for k, v in asdict(self).items() if not k.startswith("embedding_")}
+        (folder / self.JSON).write_text(json.dumps(scalars, indent=2, sort_keys=True) + "\n")
+        np.savez(folder / self.ARRAYS, means=self.embedding_means, precision=self.embedding_precision)
+
+    @classmethod
+    def load(cls, folder: str | Path) -> ServingSettings:
+        folder = Path(folder)
+        arrays = np.load(folder / cls.ARRAYS)
+        scalars = json.loads((folder / cls.JSON).read_text())
+        return cls(**scalars, embedding_means=arrays["means"], embedding_precision=arrays["precision"])
+
+    def verdicts(self, probability: np.ndarray, other_probability: np.ndarray, embedding: np.ndarray) -> pd.DataFrame:
+        """The model's outputs for a batch -> one row per image: answer, both probabilities, the "neither" score."""
+        p = calibration.apply_temperature(probability, self.temperature)
+        stats = {"means": self.embedding_means, "precision": self.embedding_precision}
+        scores = calibration.neither_score(self.neither_score, p, other_probability, embedding, stats)
+        return pd.DataFrame(
+            {
+                "answer": calibration.answers(p, scores, self.reject_threshold, self.classes),
+                f"p_{self.classes[0]}": 1.0 - p,
+                f"p_{self.classes[1]}": p,
+                "neither_score": scores,
+                "neither_threshold": self.reject_threshold,
+            }
+        )
