@@ -130,3 +130,17 @@ def test_head_standardisation_floors_the_variance_of_a_dead_feature():
     firing[..., 0] = 1.0
     standardised = keras.Model(head.input, head.get_layer("standardise").output)(firing)
     assert np.abs(keras.ops.convert_to_numpy(standardised)).max() < 100
+
+
+def test_the_served_model_imports_no_config_hydra_or_dvc_code():
+    """What the registered model loads must be covered by its own pip requirements (tensorflow,
+    keras, pillow, numpy, pandas, scikit-learn): no OmegaConf, Hydra, DVC or pipeline.config."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, pipeline.served_model, pipeline.model; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'omegaconf', 'hydra', 'dvc'}), 'pipeline.config' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout
+    assert out.strip().splitlines()[-1] == "[] False"

@@ -8,6 +8,7 @@ The tests share one copy and run in order, each building on the state the previo
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,6 +20,7 @@ import time
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -142,6 +144,29 @@ def test_champion_has_the_real_weights_and_tells_real_photos_apart(project, firs
     accuracy = (likelier.to_numpy() == [label for _, label in photos]).mean()
     assert accuracy >= 0.75, f"champion tells real airplanes from automobiles at {accuracy:.2f}"
     assert set(rows.model_weights.str.split().str[0]) == {"imagenet"}
+
+
+def test_champion_answers_do_not_hang_on_mirroring_or_colour(project, first_repro):
+    """Behaviour tests on the real-weights champion: a mirrored photo, and a grayscale copy, get the
+    photo's own answer (airplanes and cars are left-right symmetric; colour does not make a class)."""
+    from PIL import Image, ImageOps
+
+    def encoded(image: Image.Image) -> bytes:
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        return buffer.getvalue()
+
+    photos = [Image.open(p).convert("RGB") for p in sorted((SHARED / "photos").glob("*/*.jpg"))]
+    model = mlflow.pyfunc.load_model(f"models:/{MODEL}@champion")
+
+    def answers(images) -> np.ndarray:
+        return model.predict(pd.DataFrame({IMAGE_COLUMN: [encoded(i) for i in images]})).answer.to_numpy()
+
+    original = answers(photos)
+    mirrored = answers(ImageOps.mirror(i) for i in photos)
+    grayscale = answers(i.convert("L") for i in photos)
+    assert (mirrored == original).mean() >= 0.9, f"mirroring changed {(mirrored != original).sum()} of {len(photos)} answers"
+    assert (grayscale == original).mean() >= 0.8, f"grayscale changed {(grayscale != original).sum()} of {len(photos)} answers"
 
 
 def test_evaluation_plots_comparison_and_model_card(project, first_repro):
