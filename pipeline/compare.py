@@ -72,7 +72,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
         evaluation, model_dir = Path(cfg.paths.evaluation) / name, Path(cfg.paths.models) / name
         predictions = pd.read_csv(evaluation / "predictions.csv")
         row = {"backbone": name, **summarise(predictions, cfg.data.classes[1], cfg.data.reject_class, cfg.data.seed)}
-        metrics = read_json(evaluation / "metrics.json")
+        metrics = read_json(config.metrics_file(cfg, name))
         row.update({key: metrics.get(key, float("nan")) for key in FIELD_METRICS})
         row["latency_ms_per_image"] = metrics["latency_ms_per_image"]
         row["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6

@@ -8,6 +8,7 @@ DVC stages read params.yaml (`--params params.yaml`); a standalone run composes 
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,6 +83,7 @@ class PathsConfig:
     field: str  # real photos in class folders, scored by evaluate only: never trained, fitted or chosen on
     manifest: str
     ingest_report: str
+    metrics: str  # git-tracked folder: <backbone>.json per backbone (see metrics_file)
     splits: str
     models: str
     evaluation: str
@@ -192,10 +194,34 @@ def from_argv(argv: list[str] | None = None, description: str = "") -> DictConfi
     return compose(args.overrides)
 
 
+def project_root() -> Path:
+    """The project checkout: DVC_ROOT under `dvc exp run` (a queued experiment runs in a temporary
+    copy, and its runs and versions must land in the project's own store), else this code's checkout."""
+    return Path(os.environ.get("DVC_ROOT") or CONF_DIR.parent)
+
+
+def tracking_store(conf: MlflowConfig) -> tuple[str, str]:
+    """(tracking URI, artifact root URI): MLFLOW_TRACKING_URI when set (a team server), else the
+    configured embedded store with its relative paths anchored at the project root, so every stage,
+    `mlflow run`, a queued experiment, the server and the page all open the same store."""
+    artifacts = (project_root() / conf.artifact_location).resolve().as_uri()
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return os.environ["MLFLOW_TRACKING_URI"], artifacts
+    prefix, uri = "sqlite:///", conf.tracking_uri
+    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_absolute():
+        uri = prefix + str(project_root() / uri[len(prefix) :])
+    return uri, artifacts
+
+
 def mlflow_config() -> MlflowConfig:
     """conf/mlflow/default.yaml, typed: what serving needs of the config (OmegaConf only, no Hydra)."""
     node = OmegaConf.merge(OmegaConf.structured(MlflowConfig), OmegaConf.load(CONF_DIR / "mlflow" / "default.yaml"))
     return OmegaConf.to_object(node)
+
+
+def metrics_file(cfg: DictConfig, backbone: str) -> Path:
+    """Where evaluate writes a backbone's metrics, and compare and register read them."""
+    return Path(cfg.paths.metrics) / f"{backbone}.json"
 
 
 def backbone_spec(cfg: DictConfig) -> BackboneConfig:

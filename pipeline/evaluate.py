@@ -1,11 +1,11 @@
 """Stage `evaluate@<backbone>`: models/<backbone>/ + splits.csv + data/ + the field photos ->
-evaluation/<backbone>/ (metrics.json, serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
+metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
 
 Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
 best separates the reject-class validation images, the threshold that accepts ACCEPT_RATE of
 known-class ones). Then measures everything on test, and on the real photos of paths.field
-(field_*), which nothing is fitted or chosen on. The same metrics dict goes to metrics.json (DVC)
+(field_*), which nothing is fitted or chosen on. The same metrics dict goes to metrics/<backbone>.json (DVC)
 and to the backbone's MLflow run, with the plots as artifacts.
 """
 
@@ -166,7 +166,7 @@ def run(cfg: DictConfig) -> dict:
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(out_dir / "serving"), "serving")
         mlflow.log_artifacts(str(out_dir / "plots"), "plots")
-    write_json(out_dir / "metrics.json", metrics)  # last: its presence means the stage finished
+    write_json(config.metrics_file(cfg, cfg.backbone.name), metrics)  # last: its presence means the stage finished
     print(f"evaluate: {cfg.backbone.name}: " + ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items())))
     return metrics
 

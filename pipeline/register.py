@@ -1,4 +1,4 @@
-"""Stage `register`: evaluation/*/metrics.json + models/ -> the best model registered in MLflow, champion.json.
+"""Stage `register`: metrics/*.json + models/ + evaluation/ -> the best model registered in MLflow, champion.json.
 
 The best backbone by a validation metric is logged as a pyfunc model and registered. The alias
 `champion` moves to it only if it scores at least as well as the current champion on this same
@@ -93,7 +93,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, serving_dir: Path, example: 
 
 def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings) -> str:
     """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
-    metrics = read_json(Path(cfg.paths.evaluation) / cfg.backbone.name / "metrics.json")
+    metrics = read_json(config.metrics_file(cfg, cfg.backbone.name))
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
@@ -160,7 +160,7 @@ def current_champion(client: MlflowClient, cfg: DictConfig, splits: pd.DataFrame
 
 def run(cfg: DictConfig) -> dict:
     scores = {
-        name: read_json(Path(cfg.paths.evaluation) / name / "metrics.json")[cfg.register.metric]
+        name: read_json(config.metrics_file(cfg, name))[cfg.register.metric]
         for name in cfg.compare
     }
     best = pick_best(scores, cfg.register.greater_is_better)

@@ -13,17 +13,19 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.config import tracking_store
+
 
 def setup(cfg: DictConfig) -> str:
-    """Point MLflow at the configured store (MLFLOW_TRACKING_URI wins); return the experiment id."""
-    mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or cfg.mlflow.tracking_uri)
+    """Point MLflow at the project's store (config.tracking_store); return the experiment id."""
+    uri, artifacts = tracking_store(cfg.mlflow)
+    mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is not None:
         return experiment.experiment_id
-    # Keep artifacts beside the embedded store, not in whatever directory a run starts from.
-    location = None
-    if not mlflow.get_tracking_uri().startswith(("http", "databricks")):
-        location = Path(cfg.mlflow.artifact_location).resolve().as_uri()
+    # Keep artifacts beside the embedded store, not in whatever directory a run starts from; a
+    # tracking server keeps them where it was told to (--artifacts-destination).
+    location = None if uri.startswith(("http", "databricks")) else artifacts
     return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
 
 
@@ -45,8 +47,12 @@ def data_version(data_dvc: str = "data.dvc") -> str:
 
 
 def lineage_tags() -> dict[str, str]:
-    """The code and data a run was made from."""
-    return {"git_commit": git_commit(), "data_version": data_version()}
+    """The code and data a run was made from, and the DVC experiment it belongs to (if any), so the
+    MLflow runs list and `dvc exp show` can be matched."""
+    tags = {"git_commit": git_commit(), "data_version": data_version()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
+    return tags
 
 
 def run_tags(cfg: DictConfig) -> dict[str, str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config import mlflow_config
+from pipeline.config import mlflow_config, tracking_store
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,18 +17,8 @@ def model_uri() -> str:
 
 
 def use_tracking_store() -> None:
-    """Point MLflow at the pipeline's store unless MLFLOW_TRACKING_URI says otherwise.
-
-    The configured sqlite path is relative to the project root, so resolve it there: the server
-    or the page may be started from any directory.
-    """
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return
-    uri = mlflow_config().tracking_uri
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not Path(uri[len(prefix):]).is_absolute():
-        uri = prefix + str(ROOT / uri[len(prefix):])
-    os.environ["MLFLOW_TRACKING_URI"] = uri
+    """Point MLflow at the pipeline's store (MLFLOW_TRACKING_URI wins), from any working directory."""
+    os.environ["MLFLOW_TRACKING_URI"] = tracking_store(mlflow_config())[0]
 
 
 def confidence(row: dict) -> float:

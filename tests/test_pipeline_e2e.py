@@ -50,12 +50,12 @@ train:
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")]
 
 
-def sh(*args: str, cwd: Path, timeout: int = 600) -> str:
+def sh(*args: str, cwd: Path, timeout: int = 600, stdout_only: bool = False) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)  # the project's own embedded store
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
-    return done.stdout + done.stderr
+    return done.stdout if stdout_only else done.stdout + done.stderr
 
 
 def stages_run(output: str) -> set[str]:
@@ -109,7 +109,7 @@ def test_repro_compares_four_backbones_and_registers_the_champion(project, first
     assert int(champion.version) == summary["version"] == summary["champion"] == 1
     assert champion.tags["backbone"] == summary["backbone"]
     for backbone in BACKBONES:
-        metrics = json.loads((project / f"artifacts/evaluation/{backbone}/metrics.json").read_text())
+        metrics = json.loads((project / f"metrics/{backbone}.json").read_text())
         assert 0 <= metrics["test_accuracy"] <= 1 and "test_neither_auroc" in metrics
         assert metrics["field_images"] == 93 and 0 <= metrics["field_three_way_accuracy"] <= 1
 
@@ -122,7 +122,7 @@ def test_repro_compares_four_backbones_and_registers_the_champion(project, first
     splits = pd.read_csv(project / "artifacts/split/splits.csv")
     others = [(project / p).read_bytes() for p in splits[splits.split == "other_test"].path]
     served_rate = (model.predict(pd.DataFrame({IMAGE_COLUMN: others})).answer == "neither").mean()
-    measured = json.loads((project / f"artifacts/evaluation/{summary['backbone']}/metrics.json").read_text())
+    measured = json.loads((project / f"metrics/{summary['backbone']}.json").read_text())
     assert abs(served_rate - measured["test_neither_rate_on_other"]) <= 0.03
 
 
@@ -231,7 +231,7 @@ def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
     (airplanes / "cut.jpg").write_bytes(good[: len(good) // 2])
     output = sh("dvc", "repro", cwd=project, timeout=1200)
     assert "notes.jpg: not an image" in output and "cut.jpg: truncated" in output
-    report = json.loads((project / "artifacts/ingest/report.json").read_text())
+    report = json.loads((project / "metrics/ingest.json").read_text())
     assert {Path(s["path"]).name for s in report["skipped_files"]} == {"notes.jpg", "cut.jpg"}
     assert (project / "artifacts/register/champion.json").exists()
 
@@ -260,3 +260,41 @@ def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, st
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert mlflow.pyfunc.load_model(f"models:/{MODEL}/{champion.version}") is not None
     assert not list(project.glob("artifacts/**/*.partial"))
+
+
+def test_queued_experiments_land_in_exp_show_and_the_project_store(project, first_repro):
+    """Two queued experiments, run by a background queue worker in DVC's temporary workspaces: each
+    shows its metrics in `dvc exp show` and logs its runs into the project's own MLflow store,
+    tagged with the experiment's name."""
+    sh("git", "add", "-A", cwd=project)
+    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "before the sweep", cwd=project)
+    names = {"tiny-none": "augment=none", "tiny-heavy": "augment=heavy"}
+    for name, override in names.items():
+        sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, "-S", "train.epochs=3", cwd=project)
+    sh("dvc", "queue", "start", "-j", "1", cwd=project)
+    deadline = time.monotonic() + 1200
+    for _ in range(600):  # bounded: at most 600 polls and 20 minutes
+        status = sh("dvc", "queue", "status", cwd=project)
+        if not re.search(r"\b(Queued|Running)\b", status) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert not re.search(r"\b(Queued|Running|Failed)\b", status), status
+
+    shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project, stdout_only=True))
+    found = {}
+    for baseline in shown:
+        for experiment in baseline.get("experiments") or []:
+            for rev in experiment.get("revs", []):
+                if rev.get("name") in names:
+                    found[rev["name"]] = rev["data"]
+    assert set(found) == set(names), sorted(found)
+    for name, data in found.items():
+        backbone_metrics = data["metrics"]["metrics/mobilenet_v2.json"]["data"]
+        assert 0 <= backbone_metrics["test_accuracy"] <= 1, name
+        assert data["params"]["params.yaml"]["data"]["augment"]["name"] == names[name].split("=")[1]
+
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("airplane-automobile")
+    for name in names:
+        runs = client.search_runs([experiment.experiment_id], f"tags.dvc_exp = '{name}'")
+        assert {r.data.tags.get("backbone") for r in runs} >= set(BACKBONES), name
