@@ -60,6 +60,7 @@ class DataConfig:
     test_fraction: float
     max_per_class: int | None
     max_pixels: int
+    match_source_resolution: bool  # serve at the training images' own resolution when it is below the input size
     seed: int
 
 

@@ -81,7 +81,7 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, spl
     predictor = Predictor(model, cfg.train.extract_batch_size)
     for name in SPLITS:
         part = splits[splits.split == name]
-        images[name] = load_batch(part.path, size, cfg.data.max_pixels, progress=f"decode {name}")
+        images[name] = load_batch(part.path, size, settings.max_pixels, progress=f"decode {name}", source_size=settings.source_size)
         y[name] = (part.label == classes[1]).to_numpy(dtype=int)
         outputs[name] = predictor(images[name])
     choices, p, scores = fit_serving(outputs, y, stats)
@@ -123,7 +123,7 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     threshold (field_three_way_accuracy_<score>), for comparison.
     """
     folders = [*cfg.data.classes, cfg.data.reject_class]
-    images, labels, paths = load_folder(cfg.paths.field, folders, settings.input_size, settings.max_pixels)
+    images, labels, paths = load_folder(cfg.paths.field, folders, settings.input_size, settings.max_pixels, settings.source_size)
     if not len(images):
         print(f"evaluate: no field photos under {cfg.paths.field}: field_* metrics skipped")
         return {}
@@ -144,10 +144,11 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
 
 def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
     """What train handed over (input, weights, embedding statistics), before anything is fitted here."""
-    weights = WeightsSource(**read_json(model_dir / "run.json")["weights"])
+    handover = read_json(model_dir / "run.json")
+    weights = WeightsSource(**handover["weights"])
     stats = np.load(model_dir / "embedding_stats.npz")
     return ServingSettings(
-        classes=list(cfg.data.classes), input_size=cfg.backbone.input_size, max_pixels=cfg.data.max_pixels,
+        classes=list(cfg.data.classes), input_size=cfg.backbone.input_size, source_size=handover["source_size"], max_pixels=cfg.data.max_pixels,
         weights=weights.describe(), weights_meaningful=weights.meaningful, temperature=1.0,
         neither_score=calibration.SCORES[0], reject_threshold=float("inf"), accept_rate=ACCEPT_RATE,
         embedding_means=stats["means"], embedding_precision=stats["precision"],

@@ -70,34 +70,41 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def load_image(source: bytes | str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Bytes or a file path -> (size, size, 3) uint8, the input every model of ours takes."""
+def load_image(source: bytes | str | Path, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, source_size: int | None = None) -> np.ndarray:
+    """Bytes or a file path -> (size, size, 3) uint8, the input every model of ours takes.
+
+    source_size: the resolution the model learned from (None: match nothing). A sharper image is
+    first brought down to it, so that serving shows the model what training showed it: a model
+    trained on 32x32 images upscaled to 224 has never seen the detail of a sharp 224-pixel photo.
+    """
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    image = decode(data, max_pixels=max_pixels, draft_size=size)
+    image = decode(data, max_pixels=max_pixels, draft_size=min(size, source_size or size))
     # Squash, not crop: a side view of an airliner is much wider than tall, and cropping cuts it off.
+    if source_size and min(image.size) > source_size:
+        image = image.resize((source_size, source_size), Image.Resampling.BILINEAR)
     image = image.resize((size, size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
 
-def load_batch(paths, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress: str | None = None) -> np.ndarray:
+def load_batch(paths, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress: str | None = None, source_size: int | None = None) -> np.ndarray:
     """Load known-good image files (from the manifest) into one (n, size, size, 3) uint8 array."""
     from tqdm import tqdm
 
     paths = list(paths)
     batch = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     for i, path in enumerate(tqdm(paths, desc=progress, disable=progress is None, unit="img")):
-        batch[i] = load_image(path, size, max_pixels)
+        batch[i] = load_image(path, size, max_pixels, source_size)
     return batch
 
 
-def load_folder(root: str | Path, labels: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS):
+def load_folder(root: str | Path, labels: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS, source_size: int | None = None):
     """A folder of class folders -> (images, labels, paths); files that are not usable images are
     reported and skipped."""
     images, found, paths = [], [], []
     for label in labels:
         for path in sorted(p for p in (Path(root) / label).rglob("*") if p.is_file()):
             try:
-                images.append(load_image(path, size, max_pixels))
+                images.append(load_image(path, size, max_pixels, source_size))
             except ImageError as err:
                 print(f"skipped {path}: {err}")
                 continue

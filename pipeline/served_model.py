@@ -72,7 +72,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         def load(data: bytes):
             try:
-                return load_image(data, self.settings.input_size, self.settings.max_pixels)
+                return load_image(data, self.settings.input_size, self.settings.max_pixels, self.settings.source_size)
             except ImageError as err:
                 return err
 

@@ -22,6 +22,7 @@ IMAGE_COLUMN = "image"  # the request column that carries image file bytes
 class ServingSettings:
     classes: list[str]  # the two known classes; the model's `probability` output is P(classes[1])
     input_size: int  # pixels per side the model takes
+    source_size: int | None  # the training images' resolution: sharper inputs are brought down to it first (None: off)
     max_pixels: int  # larger images are refused
     weights: str  # the backbone's weights (WeightsSource.describe()): "random init" means a demo model
     weights_meaningful: bool

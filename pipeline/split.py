@@ -37,7 +37,7 @@ def assign_splits(manifest: pd.DataFrame, data: DictConfig) -> pd.DataFrame:
     names = ("train", "val", "test")
     parts = {**dict(zip(names, known)), **{f"other_{name}": part for name, part in zip(names, other)}}
     splits = pd.concat([part.assign(split=name) for name, part in parts.items()])
-    return splits[["path", "label", "sha256", "split"]].sort_values(["split", "path"])
+    return splits[["path", "label", "sha256", "width", "height", "split"]].sort_values(["split", "path"])
 
 
 def run(cfg: DictConfig) -> pd.DataFrame:

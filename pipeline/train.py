@@ -47,10 +47,18 @@ class MlflowEpochMetrics(keras.callbacks.Callback):
         mlflow.log_metrics({f"{self.prefix}{k}": float(v) for k, v in (logs or {}).items()}, step=self.offset + epoch)
 
 
-def load_split(splits: pd.DataFrame, name: str, size: int, positive: str, max_pixels: int):
+def load_split(splits: pd.DataFrame, name: str, size: int, positive: str, max_pixels: int, source_size: int | None):
     part = splits[splits.split == name]
-    images = load_batch(part.path, size, max_pixels, progress=f"decode {name}")
+    images = load_batch(part.path, size, max_pixels, progress=f"decode {name}", source_size=source_size)
     return images, (part.label == positive).to_numpy(dtype="float32")
+
+
+def source_resolution(splits: pd.DataFrame, cfg: DictConfig) -> int | None:
+    """The training images' own resolution (median shorter side), or None when there is nothing to
+    match: switched off, or at least the model's input size."""
+    train = splits[splits.split == "train"]
+    side = int(np.median(np.minimum(train.width, train.height)))
+    return side if cfg.data.match_source_resolution and side < cfg.backbone.input_size else None
 
 
 def seed_everything(seed: int) -> None:
@@ -131,9 +139,10 @@ def run(cfg: DictConfig) -> Path:
     out_dir = Path(cfg.paths.models) / spec.name
     splits = pd.read_csv(cfg.paths.splits)
     positive = cfg.data.classes[1]
+    source_size = source_resolution(splits, cfg)
     images, labels = {}, {}
     for name in ("train", "val", "other_train", "other_val"):
-        images[name], labels[name] = load_split(splits, name, spec.input_size, positive, cfg.data.max_pixels)
+        images[name], labels[name] = load_split(splits, name, spec.input_size, positive, cfg.data.max_pixels, source_size)
 
     with tracking.backbone_run(cfg) as run:
         mlflow.log_params(tracking.run_params(cfg))
@@ -149,7 +158,8 @@ def run(cfg: DictConfig) -> Path:
         history.to_csv(partial / "history.csv", index=False)
         np.savez(partial / "embedding_stats.npz", **embedding_stats)
         (partial / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        write_json(partial / "run.json", {"run_id": run.info.run_id, "backbone": spec.name, "weights": asdict(weights)})
+        handover = {"run_id": run.info.run_id, "backbone": spec.name, "weights": asdict(weights), "source_size": source_size}
+        write_json(partial / "run.json", handover)
         mlflow.log_artifact(str(partial / "config.yaml"))
         shutil.rmtree(out_dir, ignore_errors=True)
         partial.rename(out_dir)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from conftest import encode, gradient
+from PIL import Image
 
 from pipeline.images import ImageError, decode, load_image
 
@@ -41,3 +43,14 @@ def test_16bit_is_scaled_not_clipped(good_images):
 def test_animation_gives_its_first_frame(good_images):
     first = np.asarray(decode(good_images["gif_animated"]))
     assert not (first[..., 0] > 200).all()  # the second frame is solid red; the first is not
+
+
+def test_a_sharp_image_is_brought_down_to_the_training_resolution_first():
+    """source_size: what training saw (32x32 CIFAR) is what serving shows; images at that size pass unchanged."""
+    stripes = np.zeros((224, 224, 3), np.uint8)
+    stripes[:, ::2] = 255  # one-pixel stripes: detail a 32-pixel source never had
+    sharp = encode(Image.fromarray(stripes), "PNG")
+    assert load_image(sharp, 224).std() > 100  # at its own size, the stripes pass as they are
+    assert load_image(sharp, 224, source_size=32).std() < 10  # brought down to 32 first: a flat grey
+    small = encode(gradient(32, 32), "PNG")
+    np.testing.assert_array_equal(load_image(small, 224, source_size=32), load_image(small, 224))

@@ -64,7 +64,7 @@ def test_comparison_intervals_hold_the_point_estimate():
 
 def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
     settings = ServingSettings(
-        classes=CLASSES, input_size=224, max_pixels=1000, weights="imagenet (w.h5, sha256 0123)", weights_meaningful=True,
+        classes=CLASSES, input_size=224, source_size=32, max_pixels=1000, weights="imagenet (w.h5, sha256 0123)", weights_meaningful=True,
         temperature=2.0, neither_score="other_probability", reject_threshold=0.5, accept_rate=0.95,
         embedding_means=np.zeros((2, 3)), embedding_precision=np.eye(3),
     )

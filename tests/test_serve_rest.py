@@ -67,7 +67,7 @@ def register_tiny_model(directory: Path) -> str:
     (model_dir / "config.yaml").write_text("# tiny test model\n")
     weights = resolve_weights(spec, None)
     settings = ServingSettings(
-        classes=list(cfg.data.classes), input_size=spec.input_size, max_pixels=MAX_PIXELS, weights=weights.describe(),
+        classes=list(cfg.data.classes), input_size=spec.input_size, source_size=None, max_pixels=MAX_PIXELS, weights=weights.describe(),
         weights_meaningful=weights.meaningful, temperature=1.0, neither_score="max_probability", reject_threshold=0.45,
         accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
     )
