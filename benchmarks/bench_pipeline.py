@@ -1,7 +1,7 @@
 """The tracked files of this repo -> wall times of `dvc pull data.dvc`, `dvc exp run -S preset=offline` from an empty cache, and a no-op `dvc repro`, in a temporary copy.
 
 Run by hand from the repo root: `python benchmarks/bench_pipeline.py [--storage /work/shared/dvc-storage] [--keep]`.
-This repo's own artifacts/, mlruns.db, DVC cache and data/ are never read or written.
+This repo's own artifacts/, mlflow.db, DVC cache and data/ are never read or written.
 """
 
 from __future__ import annotations

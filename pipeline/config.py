@@ -99,6 +99,7 @@ class MlflowConfig:
     experiment: str
     registered_model: str
     champion_alias: str
+    challenger_alias: str  # a registered version that did not beat the champion
 
 
 @dataclass

@@ -1,12 +1,15 @@
 """Stage `register`: metrics/*.json + models/ + evaluation/ -> the best model registered in MLflow, champion.json.
 
-The best backbone by a validation metric is logged as a pyfunc model and registered. The alias
-`champion` moves to it only if it scores at least as well as the current champion on this same
-validation split; the champion is re-scored here rather than trusting a number from another split.
+The best backbone by a validation metric is logged as a pyfunc model and registered, unless it is
+the champion already (same code, data and config: the `fingerprint` tag). The alias `champion`
+moves to it only if it scores better than the current champion on this same validation split (the
+champion is re-scored here rather than trusting a number from another split); otherwise it becomes
+the `challenger`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -34,8 +37,18 @@ def pick_best(scores: dict[str, float], greater_is_better: bool) -> str:
     return (max if greater_is_better else min)(scores, key=scores.get)
 
 
-def is_at_least_as_good(new: float, old: float, greater_is_better: bool) -> bool:
-    return new >= old if greater_is_better else new <= old
+def is_better(new: float, old: float, greater_is_better: bool) -> bool:
+    """Strictly: on a tie the champion stays."""
+    return new > old if greater_is_better else new < old
+
+
+def fingerprint(cfg: DictConfig, model_dir: Path) -> str:
+    """What makes two candidates the same model: the pipeline code, the split (which lists every
+    image's content hash) and the backbone's composed config."""
+    digest = hashlib.sha256()
+    for path in [*sorted(Path(__file__).parent.glob("*.py")), Path(cfg.paths.splits), model_dir / "config.yaml"]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def signature(classes: list[str]) -> ModelSignature:
@@ -144,18 +157,23 @@ and {cfg.data.classes[1]} validation images through; on the test split it flagge
 """
 
 
-def current_champion(client: MlflowClient, cfg: DictConfig, splits: pd.DataFrame):
-    """The version the alias names now and its score on this val split (None, None if there is none)."""
-    name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
+def current_champion(client: MlflowClient, cfg: DictConfig):
+    """The version the champion alias names now, or None before the first registration."""
     try:
-        champion = client.get_model_version_by_alias(name, alias)
+        return client.get_model_version_by_alias(cfg.mlflow.registered_model, cfg.mlflow.champion_alias)
     except mlflow.exceptions.MlflowException:
-        return None, None  # first registration
+        return None
+
+
+def champion_score(client: MlflowClient, cfg: DictConfig, champion, splits: pd.DataFrame) -> float | None:
+    """The champion re-scored on this val split (None if there is no champion or it cannot be scored)."""
+    if champion is None:
+        return None
     try:
-        return champion, score_on_val(client.get_model_version_download_uri(name, champion.version), cfg, splits)
+        return score_on_val(client.get_model_version_download_uri(champion.name, champion.version), cfg, splits)
     except subprocess.CalledProcessError:
         print(f"register: champion v{champion.version} could not be scored (see above); it will be replaced")
-        return champion, None
+        return None
 
 
 def run(cfg: DictConfig) -> dict:
@@ -173,33 +191,40 @@ def run(cfg: DictConfig) -> dict:
     tracking.setup(cfg)
     client = MlflowClient()
     name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
-    champion, champion_score = current_champion(client, cfg, splits)
+    champion = current_champion(client, cfg)
+    summary = {"registered_model": name, "backbone": best, "metric": cfg.register.metric, "scores": scores}
+    candidate = fingerprint(cfg, model_dir)
+    if champion is not None and champion.tags.get("fingerprint") == candidate:
+        summary.update(version=None, previous_champion=int(champion.version), previous_champion_score=None, champion=int(champion.version))
+        write_json(cfg.paths.champion, summary)
+        print(f"register: {best} is champion v{champion.version} already (same code, data and config); nothing registered")
+        return summary
+    old_score = champion_score(client, cfg, champion, splits)
 
     logged = log_candidate(cfg, model_dir, serving_dir, example)
     new_version = logged.registered_model_version
-    tags = {**tracking.run_tags(cfg), **tracking.weights_tags(weights_of(model_dir)), cfg.register.metric: scores[best]}
+    tags = {
+        **tracking.run_tags(cfg), **tracking.weights_tags(weights_of(model_dir)),
+        cfg.register.metric: scores[best], "fingerprint": candidate,
+    }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
     card = model_card(cfg, int(new_version), splits, ServingSettings.load(serving_dir))
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
-    promote = champion_score is None or is_at_least_as_good(scores[best], champion_score, cfg.register.greater_is_better)
-    if promote:
-        client.set_registered_model_alias(name, alias, new_version)  # last step: the alias only ever names a whole model
+    promote = old_score is None or is_better(scores[best], old_score, cfg.register.greater_is_better)
+    # Last step: an alias only ever names a whole model. A version that does not win is the challenger.
+    client.set_registered_model_alias(name, alias if promote else cfg.mlflow.challenger_alias, new_version)
 
-    summary = {
-        "registered_model": name,
-        "version": int(new_version),
-        "backbone": best,
-        "metric": cfg.register.metric,
-        "scores": scores,
-        "previous_champion": int(champion.version) if champion else None,
-        "previous_champion_score": champion_score,
-        "champion": int(new_version) if promote else int(champion.version),
-    }
+    summary.update(
+        version=int(new_version),
+        previous_champion=int(champion.version) if champion else None,
+        previous_champion_score=old_score,
+        champion=int(new_version) if promote else int(champion.version),
+    )
     write_json(cfg.paths.champion, summary)
-    verdict = "is the new champion" if promote else f"does not beat champion v{champion.version} ({champion_score:.4g})"
+    verdict = "is the new champion" if promote else f"is the challenger: it does not beat champion v{champion.version} ({old_score:.4g})"
     print(f"register: {best} ({cfg.register.metric}={scores[best]:.4g}) -> {name} v{new_version}, {verdict}")
     return summary
 

@@ -63,7 +63,7 @@ def stages_run(output: str) -> set[str]:
 
 
 def client_for(project: Path) -> MlflowClient:
-    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlruns.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
     return MlflowClient()
 
 
@@ -197,8 +197,12 @@ def test_second_repro_has_nothing_to_do(project, first_repro):
 def test_editing_one_backbone_config_reruns_only_its_stages(project, first_repro):
     preset = project / "conf/preset/tiny.yaml"
     preset.write_text(TINY_PRESET + "backbones:\n  resnet50: {input_size: 40}\n")
+    versions = len(client_for(project).search_model_versions(f"name = '{MODEL}'"))
     output = sh("dvc", "repro", cwd=project, timeout=1200)
     assert stages_run(output) == {"compose", "train@resnet50", "evaluate@resnet50", "compare", "register"}
+    # MobileNetV2 is still the best, unchanged: the champion already, so nothing new is registered.
+    assert "nothing registered" in output
+    assert len(client_for(project).search_model_versions(f"name = '{MODEL}'")) == versions
     assert yaml.safe_load((project / "params.yaml").read_text())["backbones"]["resnet50"]["input_size"] == 40
 
 
@@ -216,12 +220,14 @@ def test_exp_run_set_param_reaches_the_stages(project, first_repro):
     )
     assert sorted(r.data.tags["augment"] for r in latest) == ["none"] * len(BACKBONES)
 
-    # The alias moves only to a version at least as good as the champion on the same split.
+    # The alias moves only to a version better than the champion on the same split; else it is the challenger.
     summary = json.loads((project / "artifacts/register/champion.json").read_text())
-    assert summary["previous_champion"] is not None
+    assert summary["previous_champion"] is not None and summary["version"] is not None
     moved = summary["champion"] == summary["version"]
-    assert moved == (summary["scores"][summary["backbone"]] >= summary["previous_champion_score"])
+    assert moved == (summary["scores"][summary["backbone"]] > summary["previous_champion_score"])
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == summary["champion"]
+    if not moved:
+        assert int(client.get_model_version_by_alias(MODEL, "challenger").version) == summary["version"]
 
 
 def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
@@ -298,3 +304,17 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
     for name in names:
         runs = client.search_runs([experiment.experiment_id], f"tags.dvc_exp = '{name}'")
         assert {r.data.tags.get("backbone") for r in runs} >= set(BACKBONES), name
+
+
+def test_mlflow_run_in_a_checkout_that_already_ran_nests_its_runs_in_the_project_store(project, first_repro):
+    """`mlflow run .` (README) where the pipeline has run before: the project run and the backbone
+    runs nested under it all land in the project's store and experiment."""
+    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + "head: {dropout: 0.25}\n")  # something to run
+    sh("mlflow", "run", ".", "--env-manager", "local", "--experiment-name", "airplane-automobile", "-P", "preset=tiny",
+       cwd=project, timeout=1500)
+    client = client_for(project)
+    experiment = client.get_experiment_by_name("airplane-automobile")
+    projects = client.search_runs([experiment.experiment_id], "tags.`mlflow.project.entryPoint` = 'main'")
+    assert len(projects) == 1 and projects[0].info.status == "FINISHED"
+    nested = client.search_runs([experiment.experiment_id], f"tags.`mlflow.parentRunId` = '{projects[0].info.run_id}'")
+    assert {r.data.tags["backbone"] for r in nested} == set(BACKBONES)
