@@ -34,12 +34,10 @@ SHARED = ROOT.parent / "shared"
 BIN = Path(sys.executable).parent
 MODEL = mlflow_config().registered_model
 BACKBONES = ["mobilenet_v2", "vgg16", "resnet50", "inception_v3"]
-TINY_PRESET = f"""\
+TINY_PRESET = """\
 # @package _global_
 defaults:
   - offline
-paths:
-  field: {SHARED / "photos"}
 data:
   max_per_class: 60
 train:
@@ -69,8 +67,9 @@ def client_for(project: Path) -> MlflowClient:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A git copy of the tracked files, the team data pulled, the tiny preset as conf/ default."""
+    """A git copy of the tracked files with ../shared beside it, the team data pulled, the tiny preset as conf/ default."""
     project = tmp_path_factory.mktemp("e2e") / "project"
+    (project.parent / "shared").symlink_to(SHARED)  # ../shared beside the project, as in every clone (paths.field)
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for name in tracked.split():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
