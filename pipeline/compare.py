@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 
 from pipeline import config, plots, tracking
 from pipeline.calibration import DECISION_THRESHOLD
+from pipeline.errors import main_of
 from pipeline.io import read_json, write_atomic
 from pipeline.weights import WeightsSource
 
@@ -113,8 +114,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     return table
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

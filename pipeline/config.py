@@ -14,6 +14,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.errors import UserError
+
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
 
@@ -126,7 +128,7 @@ class Config:
 PRECISIONS = ("float32", "mixed_bfloat16")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """The configuration is invalid; the message names the key."""
 
 
@@ -136,7 +138,8 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
     try:
         typed = OmegaConf.merge(OmegaConf.structured(Config), cfg)
     except Exception as err:  # omegaconf raises several types; all mean a bad config
-        raise ConfigError(f"invalid configuration: {err}") from err
+        key = getattr(err, "full_key", None)
+        raise ConfigError(f"invalid configuration{f' at {key}' if key else ''}: {str(err).splitlines()[0]}") from err
     backbone = backbone or (typed.compare[0] if typed.compare else None)
     for name in [*typed.compare, backbone]:
         if name not in typed.backbones:
@@ -168,16 +171,25 @@ def compose(overrides: list[str] = ()) -> DictConfig:
     """Compose conf/ with Hydra overrides (group choices like augment=heavy included)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.errors import HydraException, MissingConfigException
 
     backbone, overrides = pop_backbone(list(overrides))
-    with initialize_config_dir(str(CONF_DIR), version_base=None):
-        cfg = hydra_compose(config_name="config", overrides=overrides)
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base=None):
+            cfg = hydra_compose(config_name="config", overrides=overrides)
+    except MissingConfigException as err:  # an unknown group option, e.g. augment=bogus
+        choices = f"; the choices are {', '.join(err.options)}" if err.options else ""
+        raise ConfigError(f"{str(err).splitlines()[0]}{choices}") from err
+    except HydraException as err:  # a malformed override
+        raise ConfigError(str(err).splitlines()[0]) from err
     return validate(cfg, backbone)
 
 
 def from_params(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     """Read a composed params file (what DVC stages do) and apply key=value overrides."""
     backbone, overrides = pop_backbone(list(overrides))
+    if not Path(path).is_file():
+        raise ConfigError(f"no params file {path}: run `dvc repro` (or `python -m pipeline.compose`) to compose it from conf/")
     cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
     return validate(cfg, backbone)
 

@@ -22,6 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
+from pipeline.errors import main_of
 from pipeline.images import load_batch, load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
@@ -172,8 +173,7 @@ def run(cfg: DictConfig) -> dict:
     return metrics
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from pipeline import config
+from pipeline.errors import UserError, main_of
 from pipeline.images import ImageError, decode
 from pipeline.io import write_atomic, write_json
 
 MANIFEST_COLUMNS = ["path", "label", "sha256", "width", "height"]
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """The data folder cannot feed the pipeline; the message says why."""
 
 
@@ -45,7 +45,10 @@ def run(cfg: DictConfig) -> dict:
     folders = [*cfg.data.classes, cfg.data.reject_class]
     missing = [f for f in folders if not (data_dir / f).is_dir()]
     if missing:
-        raise DataError(f"{data_dir} has no folder for {missing}; expected one folder per class: {folders}")
+        raise DataError(
+            f"{data_dir} has no folder for {missing}; expected one folder per class: {folders} "
+            f"(`dvc pull data.dvc` fetches the team data; paths.data chooses another folder)"
+        )
     manifest, skipped = scan(data_dir, folders, cfg.data.max_pixels)
     counts = {f: int((manifest.label == f).sum()) for f in folders}
     empty = [f for f, n in counts.items() if n == 0]
@@ -60,8 +63,7 @@ def run(cfg: DictConfig) -> dict:
     return report
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import keras
 import numpy as np
 
+from pipeline.errors import UserError
 from pipeline.weights import keras_cache, resolve_weights
 
 if TYPE_CHECKING:  # the served model loads this module where no config code is installed
@@ -25,7 +26,7 @@ if TYPE_CHECKING:  # the served model loads this module where no config code is 
 VARIANCE_FLOOR = 0.01  # of the mean feature variance; see build_head
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(UserError, RuntimeError):
     """ImageNet weights could not be fetched; the message says what to do."""
 
 

@@ -24,6 +24,7 @@ from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
+from pipeline.errors import main_of
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
 from pipeline.served_model import ImageClassifier
@@ -229,8 +230,7 @@ def run(cfg: DictConfig) -> dict:
     return summary
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 
-from pipeline import config
+from pipeline.errors import main_of
 from pipeline.io import write_atomic
 
 
@@ -47,8 +47,7 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     return splits
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
 from pipeline.calibration import fit_embedding_stats, pool
+from pipeline.errors import main_of
 from pipeline.images import load_batch
 from pipeline.io import write_json
 from pipeline.model import (
@@ -167,8 +168,7 @@ def run(cfg: DictConfig) -> Path:
     return out_dir
 
 
-def main() -> None:
-    run(config.from_argv(description=__doc__))
+main = main_of(run, __doc__)
 
 
 if __name__ == "__main__":

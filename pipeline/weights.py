@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline.errors import UserError
+
 if TYPE_CHECKING:
     from pipeline.config import BackboneConfig
 
@@ -51,6 +53,8 @@ def resolve_weights(spec: BackboneConfig, weights_dir: str | Path | None) -> Wei
     if spec.weights is None:
         return WeightsSource("random")
     if spec.weights != "imagenet":
+        if not Path(spec.weights).is_file():
+            raise UserError(f"backbones.{spec.name}.weights names {spec.weights}, which is not a file: give the path of a weights file, imagenet, or null")
         return WeightsSource("file", spec.weights, sha256(Path(spec.weights)))
     candidates = ([Path(weights_dir)] if weights_dir else []) + [keras_cache()]
     for folder in candidates:
