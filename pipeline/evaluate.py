@@ -124,9 +124,10 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     threshold (field_three_way_accuracy_<score>), for comparison.
     """
     folders = [*cfg.data.classes, cfg.data.reject_class]
-    images, labels, paths = load_folder(cfg.paths.field, folders, settings.input_size, settings.max_pixels, settings.source_size)
+    field = config.project_root() / cfg.paths.field  # an absolute path stays as it is
+    images, labels, paths = load_folder(field, folders, settings.input_size, settings.max_pixels, settings.source_size)
     if not len(images):
-        print(f"evaluate: no field photos under {cfg.paths.field}: field_* metrics skipped")
+        print(f"evaluate: no field photos under {field}: field_* metrics skipped")
         return {}
     out = predictor(images)
     metrics = {}
