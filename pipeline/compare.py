@@ -20,7 +20,7 @@ from pipeline import config, plots, tracking
 from pipeline.calibration import DECISION_THRESHOLD
 from pipeline.errors import main_of
 from pipeline.io import read_json, write_atomic
-from pipeline.weights import WeightsSource
+from pipeline.weights import recorded_weights
 
 BOOTSTRAP_SAMPLES = 1000
 # Real photos (evaluate's field set): how the team data carries over to photos people take.
@@ -77,7 +77,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
         row.update({key: metrics.get(key, float("nan")) for key in FIELD_METRICS})
         row["latency_ms_per_image"] = metrics["latency_ms_per_image"]
         row["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6
-        row["weights"] = WeightsSource(**read_json(model_dir / "run.json")["weights"]).describe()
+        row["weights"] = recorded_weights(model_dir).describe()
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -29,7 +29,7 @@ from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
 from pipeline.served_model import ImageClassifier
 from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
-from pipeline.weights import WeightsSource
+from pipeline.weights import recorded_weights
 
 SERVING_PACKAGES = ("tensorflow-cpu", "keras", "pillow", "numpy", "pandas", "scikit-learn")
 
@@ -81,11 +81,6 @@ def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float
     return binary_metrics(y_true, predictions[f"p_{cfg.data.classes[1]}"].to_numpy(), "val")[cfg.register.metric]
 
 
-def weights_of(model_dir: Path) -> WeightsSource:
-    """The weights the train stage built this backbone from (its run.json)."""
-    return WeightsSource(**read_json(model_dir / "run.json")["weights"])
-
-
 def log_candidate(cfg: DictConfig, model_dir: Path, serving_dir: Path, example: bytes):
     """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
@@ -111,7 +106,7 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: Se
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
-    weights = weights_of(Path(cfg.paths.models) / spec.name)
+    weights = recorded_weights(Path(cfg.paths.models) / spec.name)
     warning = "" if weights.meaningful else (
         "\n> **Demo model: random-init weights.** Its answers are not meaningful; it only shows that the pipeline runs.\n"
     )
@@ -205,7 +200,7 @@ def run(cfg: DictConfig) -> dict:
     logged = log_candidate(cfg, model_dir, serving_dir, example)
     new_version = logged.registered_model_version
     tags = {
-        **tracking.run_tags(cfg), **tracking.weights_tags(weights_of(model_dir)),
+        **tracking.run_tags(cfg), **tracking.weights_tags(recorded_weights(model_dir)),
         cfg.register.metric: scores[best], "fingerprint": candidate,
     }
     for key, value in tags.items():
