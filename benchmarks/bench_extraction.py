@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def ours(extractor, paths, size: int, batch: int) -> float:
-    """Seconds for what pipeline.train does per split: decode the JPEGs, then embed them."""
+    """Seconds for what pipeline.embed does per split: decode the JPEGs, then embed them."""
     start = time.perf_counter()
     embed(extractor, load_batch(paths, size), batch)
     return time.perf_counter() - start
@@ -55,7 +55,7 @@ def main() -> None:
         keras.utils.set_random_seed(0)
         backbone = build_backbone(spec)
         backbone.trainable = False
-        extractor = build_extractor(spec, backbone, cfg.head.pooling)
+        extractor = build_extractor(spec, backbone)
         forward = tf.function(lambda x, backbone=backbone: backbone(x, training=False))
 
         preprocess = importlib.import_module(f"keras.applications.{spec.module}").preprocess_input

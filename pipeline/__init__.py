@@ -1,1 +1,1 @@
-"""The DVC stages of the pipeline: ingest -> split -> train -> evaluate -> register."""
+"""The DVC stages of the pipeline: ingest -> split -> embed -> train -> evaluate -> compare -> register."""

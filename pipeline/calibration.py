@@ -24,11 +24,6 @@ NEITHER = "neither"  # the answer for an image above the "neither" threshold
 DECISION_THRESHOLD = 0.5  # P(second class) at or above which the answer is the second class
 
 
-def pool(features: np.ndarray) -> np.ndarray:
-    """A backbone feature map (n, h, w, c) -> one embedding per image (n, c)."""
-    return features.mean(axis=(1, 2)) if features.ndim == 4 else features
-
-
 def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """Class means and the precision of the shared within-class covariance, shrunk (Ledoit-Wolf)
     because there are often fewer training images than embedding dimensions."""

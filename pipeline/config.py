@@ -88,6 +88,7 @@ class PathsConfig:
     ingest_report: str
     metrics: str  # git-tracked folder: <backbone>.json per backbone (see metrics_file)
     splits: str
+    embeddings: str  # <backbone>/: the frozen backbone's feature maps of every split (the embed stage)
     models: str
     evaluation: str
     comparison: str
@@ -205,7 +206,9 @@ def from_argv(argv: list[str] | None = None, description: str = "") -> DictConfi
     args = parser.parse_args(argv)
     if args.params:
         return from_params(args.params, args.overrides)
-    return compose(args.overrides)
+    # By hand, not under DVC: everything under scratch/ (conf/paths/standalone.yaml), unless asked otherwise.
+    by_hand = [] if any(o.startswith("paths=") for o in args.overrides) else ["paths=standalone"]
+    return compose(by_hand + args.overrides)
 
 
 def project_root() -> Path:

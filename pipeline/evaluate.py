@@ -1,11 +1,12 @@
-"""Stage `evaluate@<backbone>`: models/<backbone>/ + splits.csv + data/ + the field photos ->
+"""Stage `evaluate@<backbone>`: models/<backbone>/ + embeddings/<backbone>/ + splits.csv + data/ + the field photos ->
 metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
 
 Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
-best separates the reject-class validation images, the threshold that accepts ACCEPT_RATE of
-known-class ones). Then measures everything on test, and on the real photos of paths.field
-(field_*), which nothing is fitted or chosen on. The same metrics dict goes to metrics/<backbone>.json (DVC)
+best separates the reject-class validation images, the threshold with the best validation three-way
+accuracy, each class weighted alike). Then measures everything on test, and on the real photos of paths.field
+(field_*), which nothing is fitted or chosen on. The splits are scored by the model's heads on the
+embed stage's cached feature maps, so no backbone runs over the team data here. The same metrics dict goes to metrics/<backbone>.json (DVC)
 and to the backbone's MLflow run, with the plots as artifacts.
 """
 
@@ -15,6 +16,9 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+# isort: off
+from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow starts up without chatter)
+# isort: on
 import keras
 import mlflow
 import numpy as np
@@ -22,16 +26,18 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
+from pipeline.embed import Embeddings
 from pipeline.errors import main_of
 from pipeline.images import load_batch, load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
-from pipeline.model import Outputs, Predictor
+from pipeline.model import Outputs, Predictor, outputs_from_features
 from pipeline.serving_settings import ServingSettings
 from pipeline.weights import WeightsSource
 
-ACCEPT_RATE = 0.95  # share of known-class validation images the "neither" threshold lets through
 SPLITS = ("val", "test", "other_val", "other_test")
+CACHE_CHECK_IMAGES = 8  # test images run through the whole saved model to check the cache matches it
+CACHE_CHECK_TOLERANCE = 0.02  # largest gap in probability: the cache keeps float16 feature maps
 
 
 def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> float:
@@ -49,7 +55,7 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
 
     The temperature is kept only where it lowers the validation calibration error. Of the
     "neither" scores, the one that best separates other_val from val is chosen; each candidate's
-    threshold lets ACCEPT_RATE of known-class validation images through.
+    threshold is the one with the best balanced three-way accuracy on validation (metrics.reject_threshold).
     """
     p_raw = {name: out.probability for name, out in outputs.items()}
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
@@ -65,30 +71,49 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
         for score in calibration.SCORES
     }
     val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
+    right = (p["val"] >= calibration.DECISION_THRESHOLD) == (y["val"] == 1)
     choices = {
         "temperature": temperature,
         "neither_score": max(val_aurocs, key=val_aurocs.get),
         "val_aurocs": val_aurocs,
-        "thresholds": {score: reject_threshold(s["val"], ACCEPT_RATE) for score, s in scores.items()},
+        "thresholds": {score: reject_threshold(s["val"], right, y["val"], s["other_val"]) for score, s in scores.items()},
     }
     return choices, p, scores
 
 
-def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, ServingSettings]:
+def split_outputs(cfg: DictConfig, model: keras.Model, embeddings: Embeddings, splits: pd.DataFrame, predictor: Predictor) -> dict[str, Outputs]:
+    """The model's outputs on every split: its heads on the cached feature maps, or, for a
+    fine-tuned model (whose backbone no longer matches the cache), the whole model on the images."""
+    if cfg.train.fine_tune_layers > 0:
+        return {name: predictor(decode(splits, name, cfg, embeddings.source_size)) for name in SPLITS}
+    outputs = {name: outputs_from_features(model, embeddings.features[name], cfg.train.extract_batch_size) for name in SPLITS}
+    # The cache must describe this model: the saved model, images in, has to agree with it.
+    whole = predictor(decode(splits, "test", cfg, embeddings.source_size, count=CACHE_CHECK_IMAGES)).probability
+    gap = np.abs(whole - outputs["test"].probability[:CACHE_CHECK_IMAGES]).max()
+    if gap > CACHE_CHECK_TOLERANCE:
+        raise RuntimeError(f"the cached feature maps do not match the model (probabilities differ by {gap:.3f}): run `dvc repro` to embed again")
+    return outputs
+
+
+def decode(splits: pd.DataFrame, name: str, cfg: DictConfig, source_size: int | None, count: int | None = None) -> np.ndarray:
+    """The first `count` (default: all) images of a split, as the model takes them."""
+    paths = splits[splits.split == name].path[:count]
+    return load_batch(paths, cfg.backbone.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
+
+
+def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, embeddings: Embeddings, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, ServingSettings]:
     """Score every split, fit what serving applies, measure it -> (metrics, the fitted settings)."""
-    size, classes = cfg.backbone.input_size, list(cfg.data.classes)
+    classes = list(cfg.data.classes)
     stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
-    images, y, outputs = {}, {}, {}
     predictor = Predictor(model, cfg.train.extract_batch_size)
-    for name in SPLITS:
-        part = splits[splits.split == name]
-        images[name] = load_batch(part.path, size, settings.max_pixels, progress=f"decode {name}", source_size=settings.source_size)
-        y[name] = (part.label == classes[1]).to_numpy(dtype=int)
-        outputs[name] = predictor(images[name])
+    outputs = split_outputs(cfg, model, embeddings, splits, predictor)
+    y = {name: embeddings.labels[name].astype(int) for name in SPLITS}
     choices, p, scores = fit_serving(outputs, y, stats)
     chosen = choices["neither_score"]
+    threshold = choices["thresholds"][chosen]
     settings = replace(
-        settings, temperature=choices["temperature"], neither_score=chosen, reject_threshold=choices["thresholds"][chosen]
+        settings, temperature=choices["temperature"], neither_score=chosen, reject_threshold=threshold,
+        accept_rate=float((scores[chosen]["val"] <= threshold).mean()),
     )
 
     p_raw = {name: out.probability for name, out in outputs.items()}
@@ -100,7 +125,7 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, spl
         **{f"val_neither_auroc_{score}": auroc for score, auroc in choices["val_aurocs"].items()},
         **{f"test_neither_auroc_{score}": neither_auroc(s["test"], s["other_test"]) for score, s in scores.items()},
         **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], settings.reject_threshold),
-        "latency_ms_per_image": latency_ms(predictor, images["test"][0]),
+        "latency_ms_per_image": latency_ms(predictor, decode(splits, "test", cfg, settings.source_size, count=1)[0]),
     }
     metrics.update(score_field_set(cfg, predictor, settings, choices["thresholds"], out_dir))
 
@@ -112,7 +137,7 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, spl
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots.curves(plot_dir, y["test"], p["test"], p_raw["test"], classes)
-    plots.worst_mistakes(plot_dir, images["test"], y["test"], p["test"], classes)
+    plots.worst_mistakes(plot_dir, list(splits[splits.split == "test"].path), y["test"], p["test"], classes)
     return metrics, settings
 
 
@@ -128,6 +153,7 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     images, labels, paths = load_folder(field, folders, settings.input_size, settings.max_pixels, settings.source_size)
     if not len(images):
         print(f"evaluate: no field photos under {field}: field_* metrics skipped")
+        pd.DataFrame(columns=["path", "label", "answer"]).to_csv(out_dir / "field_predictions.csv", index=False)  # a declared output
         return {}
     out = predictor(images)
     metrics = {}
@@ -152,7 +178,7 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
     return ServingSettings(
         classes=list(cfg.data.classes), input_size=cfg.backbone.input_size, source_size=handover["source_size"], max_pixels=cfg.data.max_pixels,
         weights=weights.describe(), weights_meaningful=weights.meaningful, temperature=1.0,
-        neither_score=calibration.SCORES[0], reject_threshold=float("inf"), accept_rate=ACCEPT_RATE,
+        neither_score=calibration.SCORES[0], reject_threshold=float("inf"), accept_rate=1.0,
         embedding_means=stats["means"], embedding_precision=stats["precision"],
     )
 
@@ -162,7 +188,8 @@ def run(cfg: DictConfig) -> dict:
     out_dir = Path(cfg.paths.evaluation) / cfg.backbone.name
     out_dir.mkdir(parents=True, exist_ok=True)
     model = keras.saving.load_model(model_dir / "model.keras")
-    metrics, settings = evaluate(cfg, model, untrained_settings(cfg, model_dir), pd.read_csv(cfg.paths.splits), out_dir)
+    embeddings = Embeddings.load(Path(cfg.paths.embeddings) / cfg.backbone.name)
+    metrics, settings = evaluate(cfg, model, untrained_settings(cfg, model_dir), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
     plots.training_curves(out_dir / "plots", pd.read_csv(model_dir / "history.csv"))
     settings.save(out_dir / "serving")
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):

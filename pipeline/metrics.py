@@ -27,9 +27,20 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> d
     return {f"{prefix}_{k}": float(v) for k, v in values.items()}
 
 
-def reject_threshold(val_scores: np.ndarray, accept_rate: float) -> float:
-    """The score below which accept_rate of known-class validation images fall."""
-    return float(np.quantile(val_scores, accept_rate))
+def reject_threshold(known_scores: np.ndarray, known_right: np.ndarray, known_labels: np.ndarray, other_scores: np.ndarray) -> float:
+    """The "neither" threshold with the best balanced three-way accuracy: the mean, over each known
+    class and the reject class, of the share answered right (a known image must be accepted and
+    classified right, a reject-class one answered "neither").
+
+    Balanced because the classes' shares in the team data are an accident of collection (the reject
+    folder is a sixth of it), not what people will send. On a tie, the highest threshold wins.
+    """
+    candidates = np.unique(np.r_[known_scores, other_scores])
+    accepted = known_scores[None, :] <= candidates[:, None]  # (threshold, image)
+    per_class = [(accepted[:, known_labels == c] & known_right[known_labels == c]).mean(axis=1) for c in np.unique(known_labels)]
+    per_class.append((other_scores[None, :] > candidates[:, None]).mean(axis=1))
+    balanced = np.mean(per_class, axis=0)
+    return float(candidates[np.flatnonzero(balanced == balanced.max())[-1]])
 
 
 def neither_auroc(known_scores: np.ndarray, other_scores: np.ndarray) -> float:

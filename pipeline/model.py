@@ -3,7 +3,8 @@ pooled embedding out, as named outputs.
 
 Preprocessing lives inside the model as a layer, so a saved model takes raw images and training and
 serving cannot disagree about it. The frozen backbone is run once per image and augmentation view
-(`embed`); the heads train on those cached embeddings (`build_head`), then `assemble` joins them.
+(`embed`, in the embed stage); the heads train on those cached feature maps (`build_head`), then
+`assemble` joins them.
 """
 
 from __future__ import annotations
@@ -96,44 +97,57 @@ def build_augmentation(spec: AugmentConfig) -> keras.Sequential:
     return keras.Sequential(layers, name="augment")
 
 
-def build_extractor(spec: BackboneConfig, backbone: keras.Model, pooling: str) -> keras.Model:
-    """Raw images -> what the heads read: the pooled embedding (pooling "avg") or the feature map ("flatten").
+def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
+    """Raw images -> the backbone's feature map, what the embed stage caches and every head reads.
 
-    Pooling here rather than in the head keeps the cached embeddings small: 1,280 floats per image
-    for MobileNetV2 at 224 pixels, not 7x7x1,280.
+    The map, not a pooled vector, so that one cache serves heads that pool and heads that flatten.
     """
     images = keras.Input((spec.input_size, spec.input_size, 3), name="image")
     x = BackbonePreprocess(spec.module, name="preprocess")(images)
     features = backbone(x, training=False)  # BatchNorm keeps its inference statistics
     features = keras.ops.cast(features, "float32")  # the heads and the statistics stay float32 at any precision
-    if pooling == "avg":
-        features = keras.layers.GlobalAveragePooling2D(name="pool")(features)
     return keras.Model(images, features, name=f"{spec.name}_extractor")
 
 
-def build_head(train_embeddings: np.ndarray, spec: HeadConfig, name: str) -> keras.Model:
-    """Embeddings (pooled, or a feature map to flatten) -> one sigmoid probability.
+def pooled(features: np.ndarray, pooling: str) -> np.ndarray:
+    """Feature maps (n, h, w, c) -> what a head's dense layers read: the channel means ("avg") or
+    the whole map, flattened ("flatten"). As pool_layer does inside the model."""
+    features = features.astype("float32")
+    return features.mean(axis=(1, 2)) if pooling == "avg" else features.reshape(len(features), -1)
 
-    The inputs are standardised with statistics of the training embeddings: backbones differ in
+
+def pool_layer(pooling: str) -> keras.layers.Layer:
+    return keras.layers.GlobalAveragePooling2D(name="pool") if pooling == "avg" else keras.layers.Flatten(name="flatten")
+
+
+def build_head(train_vectors: np.ndarray, spec: HeadConfig, name: str) -> keras.Model:
+    """Pooled features (see `pooled`) -> one sigmoid probability; trained on the cached features.
+
+    The inputs are standardised with statistics of the training features: backbones differ in
     feature scale by orders of magnitude (random-init ones most of all), and one learning rate then
     suits them all.
     """
-    features = keras.Input(train_embeddings.shape[1:], name="features")
-    flatten = keras.layers.Flatten() if train_embeddings.ndim > 2 else keras.layers.Identity()
+    features = keras.Input(train_vectors.shape[1:], name="features")
     standardise = keras.layers.Normalization(axis=-1, name="standardise")
-    standardise.adapt(flatten(train_embeddings))
+    standardise.adapt(train_vectors)
     # A feature that is constant on the training images (a dead ReLU unit) has variance 0 and would
     # be divided by ~1e-7, so a test image where it fires gets values near 1e6. Floor the variance.
     variance = keras.ops.convert_to_numpy(standardise.adapt_variance)
     standardise.adapt_variance.assign(np.maximum(variance, VARIANCE_FLOOR * variance.mean()))
     standardise.finalize_state()
-    x = standardise(flatten(features))
+    x = standardise(features)
     if spec.hidden_units:
         x = keras.layers.Dense(spec.hidden_units, activation="relu")(x)
     if spec.dropout:
         x = keras.layers.Dropout(spec.dropout)(x)
     probability = keras.layers.Dense(1, activation="sigmoid", name=name)(x)
-    return keras.Model(features, probability, name=f"head_{name}")
+    return keras.Model(features, probability, name=f"{name}_vectors")
+
+
+def on_feature_maps(head: keras.Model, pooling: str, map_shape: tuple, name: str) -> keras.Model:
+    """A head trained on pooled vectors -> the same head on feature maps, its pooling inside."""
+    maps = keras.Input(map_shape, name="feature_map")
+    return keras.Model(maps, head(pool_layer(pooling)(maps)), name=f"head_{name}")
 
 
 def assemble(extractor: keras.Model, head: keras.Model, other_head: keras.Model) -> keras.Model:
@@ -144,11 +158,10 @@ def assemble(extractor: keras.Model, head: keras.Model, other_head: keras.Model)
     """
     images = keras.Input(extractor.input_shape[1:], name="image")
     features = extractor(images)
-    embedding = features if len(features.shape) == 2 else keras.layers.GlobalAveragePooling2D(name="pool")(features)
     outputs = {
         "probability": head(features),
-        "other_probability": other_head(embedding),
-        "embedding": keras.layers.Identity(name="embedding")(embedding),
+        "other_probability": other_head(features),
+        "embedding": keras.layers.GlobalAveragePooling2D(name="embedding")(features),
     }
     return keras.Model(images, outputs, name="classifier")
 
@@ -166,14 +179,23 @@ def embed(
     augmentation: keras.Sequential | None = None,
     seed: int = 0,
 ) -> np.ndarray:
-    """Run the frozen backbone once over images (one augmented view of them, if augmentation)."""
+    """Run the frozen backbone once over images (one augmented view of them, if augmentation).
+
+    A plain loop over batches with one compiled forward pass: as fast as `predict` over `tf.data`
+    here, and it draws the augmentation eagerly, where a `tf.data` map logs a spurious TensorFlow error.
+    """
     import tensorflow as tf
 
-    dataset = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    forward = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     if augmentation is not None:
         keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
-        dataset = dataset.map(lambda x: augmentation(x, training=True))
-    return extractor.predict(dataset.prefetch(2), verbose=2)
+    maps = []
+    for start in range(0, len(images), batch_size):
+        batch = images[start : start + batch_size]
+        if augmentation is not None:
+            batch = augmentation(batch, training=True)
+        maps.append(np.asarray(forward(batch)))
+    return np.concatenate(maps)
 
 
 @dataclass
@@ -205,3 +227,10 @@ class Predictor:
             return np.concatenate([np.asarray(batch[name]) for batch in batches])
 
         return Outputs(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
+
+
+def outputs_from_features(model: keras.Model, features: np.ndarray, batch_size: int) -> Outputs:
+    """What the saved model answers for images whose feature maps are cached: its heads only, no backbone."""
+    heads = [model.get_layer(f"head_{name}") for name in ("probability", "other_probability")]
+    probability, other_probability = (head.predict(features, batch_size=batch_size, verbose=0).ravel() for head in heads)
+    return Outputs(probability, other_probability, features.mean(axis=(1, 2)))

@@ -59,8 +59,10 @@ def training_curves(out_dir: Path, history: pd.DataFrame) -> None:
     save(figure, out_dir / "training_curves.png")
 
 
-def worst_mistakes(out_dir: Path, images: np.ndarray, y_true: np.ndarray, p_positive: np.ndarray, classes: list[str], count: int = 16) -> None:
+def worst_mistakes(out_dir: Path, paths: list[str], y_true: np.ndarray, p_positive: np.ndarray, classes: list[str], count: int = 16) -> None:
     """The test images the model got most confidently wrong, with their true and predicted labels."""
+    from PIL import Image
+
     error = np.abs(p_positive - y_true)
     worst = [i for i in np.argsort(-error)[:count] if error[i] > 0.5]
     columns = 4
@@ -69,7 +71,8 @@ def worst_mistakes(out_dir: Path, images: np.ndarray, y_true: np.ndarray, p_posi
     for axis in axes.ravel():
         axis.axis("off")
     for axis, i in zip(axes.ravel(), worst):
-        axis.imshow(images[i])
+        with Image.open(paths[i]) as image:
+            axis.imshow(image.convert("RGB"))
         predicted = classes[int(p_positive[i] >= DECISION_THRESHOLD)]
         axis.set_title(f"true {classes[y_true[i]]}\npred {predicted} ({max(p_positive[i], 1 - p_positive[i]):.2f})", fontsize=8)
     if not worst:

@@ -1,7 +1,10 @@
 """Config composition: every backbone, head and augmentation composes; typos fail at start-up."""
 
+import shutil
+
 import pytest
 import yaml
+from conftest import ROOT
 
 from pipeline import compose, config
 
@@ -65,3 +68,27 @@ def test_params_file_is_conf_composed_and_reads_back(tmp_path):
     from_file = config.from_params(params, ["backbone=resnet50", "train.epochs=3"])
     composed = config.compose(["backbone=resnet50", "train.epochs=3"])
     assert from_file == composed
+
+
+def test_a_stage_run_by_hand_writes_under_scratch_never_dvcs_outputs():
+    by_hand, under_dvc = config.from_argv([]), config.from_argv(["--params", str(ROOT / "params.yaml")])
+    for key in ("manifest", "splits", "embeddings", "models", "evaluation", "metrics", "comparison", "champion"):
+        assert by_hand.paths[key].startswith("scratch/") and not under_dvc.paths[key].startswith("scratch/"), key
+    assert by_hand.paths.data == under_dvc.paths.data  # the same team data in
+
+
+def test_a_machine_local_preset_is_the_default_that_overrides_still_change(tmp_path):
+    """conf/local/machine.yaml, composed as `dvc repro` (compose stage) and `dvc exp run -S` both do."""
+    from dvc.utils.hydra import compose_and_dump
+
+    conf = tmp_path / "conf"
+    shutil.copytree(config.CONF_DIR, conf, ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    (conf / "local/machine.yaml").write_text("# @package _global_\ndefaults:\n  - override /preset: offline\n")
+    params = tmp_path / "params.yaml"
+    for overrides, augment in (([], "light"), (["augment=heavy"], "heavy")):
+        compose_and_dump(str(params), str(conf), None, "config", ".", overrides)
+        composed = yaml.safe_load(params.read_text())
+        assert composed["backbones"]["vgg16"]["weights"] is None and composed["augment"]["name"] == augment
+    compose_and_dump(str(params), str(conf), None, "config", ".", ["~local"])  # skipped for one run
+    assert yaml.safe_load(params.read_text())["backbones"]["vgg16"]["weights"] == "imagenet"

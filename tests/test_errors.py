@@ -12,9 +12,9 @@ from pipeline import compose, config
 from pipeline.errors import EXIT_CODE
 
 
-def stage(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    environment = {k: v for k, v in os.environ.items() if k != "PIPELINE_TRACEBACK"} | (env or {})
-    return subprocess.run([sys.executable, "-m", "pipeline.ingest", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment)
+def stage(*args: str, env: dict | None = None, module: str = "pipeline.ingest") -> subprocess.CompletedProcess:
+    environment = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_TRACEBACK", "PIPELINE_TF_CHATTER")} | (env or {})
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment)
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,12 @@ def test_a_config_mistake_is_one_paragraph_and_exit_2(override, named):
     assert done.returncode == EXIT_CODE, done.stderr
     assert named in done.stderr and "Traceback" not in done.stderr
     assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) <= 4
+
+
+def test_a_stage_that_starts_tensorflow_prints_only_its_own_error():
+    done = stage("train.epocs=3", module="pipeline.train")
+    assert done.returncode == EXIT_CODE and done.stderr.startswith("error: "), done.stderr
+    assert len(done.stderr.strip().splitlines()) <= 4  # no oneDNN or absl start-up lines before it
 
 
 def test_missing_data_names_the_folder_and_what_to_do(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.calibration import SCORES, answers, apply_temperature, expected_calibration_error, fit_temperature, neither_score
 from pipeline.compare import summarise
-from pipeline.metrics import field_metrics
+from pipeline.metrics import field_metrics, reject_threshold
 from pipeline.serving_settings import ServingSettings
 
 CLASSES = ["airplane", "automobile"]
@@ -76,3 +76,14 @@ def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
     assert list(rows.answer) == ["automobile", "airplane", "neither"]
     np.testing.assert_allclose(rows.p_automobile, apply_temperature(np.array([0.9, 0.2, 0.9]), 2.0))
     np.testing.assert_allclose(rows.p_airplane + rows.p_automobile, 1.0)
+
+
+def test_the_neither_threshold_has_the_best_three_way_accuracy_with_each_class_weighted_alike():
+    known = np.array([0.1, 0.2, 0.3, 0.9, 0.1, 0.2, 0.3, 0.4])  # "neither" scores of airplanes, then automobiles
+    labels, right = np.array([0] * 4 + [1] * 4), np.ones(8, dtype=bool)
+    other = np.array([0.85])  # one reject-class image weighs as much as each known class
+    # 0.4: airplanes 3/4, automobiles 4/4, other 1/1 -> 0.92; 0.9: 1, 1, 0 -> 0.67
+    assert reject_threshold(known, right, labels, other) == 0.4
+    # With the 0.9 airplane classified wrong, answering it gains nothing: 0.4 and 0.9 tie, and the
+    # higher threshold (fewer "neither" answers) wins.
+    assert reject_threshold(known, np.array([1, 1, 1, 0, 1, 1, 1, 1], dtype=bool), labels, np.array([0.95])) == 0.9

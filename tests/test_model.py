@@ -12,7 +12,16 @@ from conftest import ROOT
 
 from pipeline import config
 from pipeline.config import BackboneConfig, HeadConfig
-from pipeline.model import VARIANCE_FLOOR, Predictor, WeightsUnavailable, assemble, build_backbone, build_extractor, build_head
+from pipeline.model import (
+    VARIANCE_FLOOR,
+    Predictor,
+    WeightsUnavailable,
+    assemble,
+    build_backbone,
+    build_extractor,
+    build_head,
+    on_feature_maps,
+)
 from pipeline.weights import resolve_weights, sha256
 
 GAP = HeadConfig("gap", "avg", 0, 0.0)
@@ -100,8 +109,8 @@ def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survive
     path = tmp_path / "vgg16.weights.h5"
     build_backbone(vgg16(None)).save_weights(path)
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-    full = build_extractor(vgg16(None), build_backbone(vgg16(str(path))), "flatten")
-    half = build_extractor(vgg16(None), build_backbone(vgg16(str(path), "mixed_bfloat16")), "flatten")
+    full = build_extractor(vgg16(None), build_backbone(vgg16(str(path))))
+    half = build_extractor(vgg16(None), build_backbone(vgg16(str(path), "mixed_bfloat16")))
     assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in half.get_layer("vgg16").layers)
 
@@ -110,7 +119,8 @@ def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survive
     assert np.abs(got - expected).mean() / np.abs(expected).mean() < 0.03
 
     pooled = got.mean(axis=(1, 2))
-    classifier = assemble(half, build_head(got, GAP, "probability"), build_head(pooled, GAP, "other_probability"))
+    heads = [on_feature_maps(build_head(pooled, GAP, name), "avg", got.shape[1:], name) for name in ("probability", "other_probability")]
+    classifier = assemble(half, *heads)
     classifier.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     before, after = Predictor(classifier)(images), Predictor(loaded)(images)
@@ -121,12 +131,12 @@ def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survive
 
 
 def test_head_standardisation_floors_the_variance_of_a_dead_feature():
-    embeddings = np.random.default_rng(0).normal(size=(64, 1, 1, 8)).astype("float32")
+    embeddings = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
     embeddings[..., 0] = 0.0  # a ReLU unit that never fires on the training images
     head = build_head(embeddings, GAP, "probability")
     variance = keras.ops.convert_to_numpy(head.get_layer("standardise").variance).ravel()
     assert variance[0] >= VARIANCE_FLOOR * variance.mean() * 0.99
-    firing = np.zeros((1, 1, 1, 8), "float32")
+    firing = np.zeros((1, 8), "float32")
     firing[..., 0] = 1.0
     standardised = keras.Model(head.input, head.get_layer("standardise").output)(firing)
     assert np.abs(keras.ops.convert_to_numpy(standardised)).max() < 100

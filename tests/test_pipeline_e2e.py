@@ -66,7 +66,7 @@ def client_for(project: Path) -> MlflowClient:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory) -> Path:
-    """A git copy of the tracked files with ../shared beside it, the team data pulled, the tiny preset as conf/ default."""
+    """A git copy of the tracked files with ../shared beside it, the team data pulled, the tiny preset as this machine's default."""
     project = tmp_path_factory.mktemp("e2e") / "project"
     (project.parent / "shared").symlink_to(SHARED)  # ../shared beside the project, as in every clone (paths.field)
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -74,8 +74,8 @@ def project(tmp_path_factory) -> Path:
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
     (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET)
-    config = (project / "conf/config.yaml").read_text()
-    (project / "conf/config.yaml").write_text(config.replace("- preset: null", "- preset: tiny"))
+    (project / "conf/local").mkdir()  # the machine-local default preset: not committed, honoured by every entry point
+    (project / "conf/local/machine.yaml").write_text("# @package _global_\ndefaults:\n  - override /preset: tiny\n")
     sh("git", "init", "-q", cwd=project)
     sh("git", "add", "-A", cwd=project)
     sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "copy", cwd=project)
@@ -201,7 +201,7 @@ def test_editing_one_backbone_config_reruns_only_its_stages(project, first_repro
     preset.write_text(TINY_PRESET + "backbones:\n  resnet50: {input_size: 40}\n")
     versions = len(client_for(project).search_model_versions(f"name = '{MODEL}'"))
     output = sh("dvc", "repro", cwd=project, timeout=1200)
-    assert stages_run(output) == {"compose", "train@resnet50", "evaluate@resnet50", "compare", "register"}
+    assert stages_run(output) == {"compose", "embed@resnet50", "train@resnet50", "evaluate@resnet50", "compare", "register"}
     # MobileNetV2 is still the best, unchanged: the champion already, so nothing new is registered.
     assert "nothing registered" in output
     assert len(client_for(project).search_model_versions(f"name = '{MODEL}'")) == versions
@@ -230,6 +230,14 @@ def test_exp_run_set_param_reaches_the_stages(project, first_repro):
     assert int(client.get_model_version_by_alias(MODEL, "champion").version) == summary["champion"]
     if not moved:
         assert int(client.get_model_version_by_alias(MODEL, "challenger").version) == summary["version"]
+
+
+def test_a_new_head_or_learning_rate_runs_no_backbone(project, first_repro):
+    """The frozen backbones' feature maps are the embed stages' outputs: train and evaluate reuse them."""
+    output = sh("dvc", "exp", "run", "-S", "head=flatten_dense", "-S", "train.learning_rate=0.002", cwd=project, timeout=1200)
+    ran = stages_run(output)
+    assert {f"train@{b}" for b in BACKBONES} | {f"evaluate@{b}" for b in BACKBONES} <= ran
+    assert not [stage for stage in ran if stage.startswith("embed@")]
 
 
 def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
@@ -312,7 +320,7 @@ def test_mlflow_run_in_a_checkout_that_already_ran_nests_its_runs_in_the_project
     """`mlflow run .` (README) where the pipeline has run before: the project run and the backbone
     runs nested under it all land in the project's store and experiment."""
     (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + "head: {dropout: 0.25}\n")  # something to run
-    sh("mlflow", "run", ".", "--env-manager", "local", "--experiment-name", "airplane-automobile", "-P", "preset=tiny",
+    sh("mlflow", "run", ".", "--env-manager", "local", "--experiment-name", "airplane-automobile",
        cwd=project, timeout=1500)
     client = client_for(project)
     experiment = client.get_experiment_by_name("airplane-automobile")

@@ -55,15 +55,17 @@ def register_tiny_model(directory: Path) -> str:
     ]
     cfg = config.compose(overrides)
     spec = config.backbone_spec(cfg)
-    extractor = models.build_extractor(spec, models.build_backbone(spec), cfg.head.pooling)
+    extractor = models.build_extractor(spec, models.build_backbone(spec))
     images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
     features = extractor.predict(images, verbose=0)
     model_dir = directory / "model"
     model_dir.mkdir()
-    head = models.build_head(features, cfg.head, "probability")
-    other_head = models.build_head(features, cfg.neither_head, "other_probability")
-    models.assemble(extractor, head, other_head).save(model_dir / "model.keras")
-    stats = calibration.fit_embedding_stats(features, np.array([0, 1] * 4))
+    heads = [
+        models.on_feature_maps(models.build_head(models.pooled(features, spec.pooling), spec, name), spec.pooling, features.shape[1:], name)
+        for spec, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
+    ]
+    models.assemble(extractor, *heads).save(model_dir / "model.keras")
+    stats = calibration.fit_embedding_stats(models.pooled(features, "avg"), np.array([0, 1] * 4))
     (model_dir / "config.yaml").write_text("# tiny test model\n")
     weights = resolve_weights(spec, None)
     settings = ServingSettings(

@@ -1,0 +1,110 @@
+"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (features.npz, embed.json).
+
+The one place the frozen backbone runs over the team data: its feature map of every image of
+every split, and of each augmentation view of the training splits. train and evaluate read them,
+so a change of head, learning rate, epochs or calibration runs no backbone. What changes the maps
+(backbone, input size, weights, precision, augmentation, the split, the source resolution) is
+exactly this stage's dependencies.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+# isort: off
+from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow starts up without chatter)
+# isort: on
+import keras
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig
+
+from pipeline import config
+from pipeline.errors import main_of
+from pipeline.images import load_batch
+from pipeline.model import build_augmentation, build_backbone, build_extractor, embed
+from pipeline.weights import WeightsSource, resolve_weights
+
+SPLITS = ("train", "val", "test", "other_train", "other_val", "other_test")
+AUGMENTED = ("train", "other_train")  # the splits the heads train on get augmentation views
+FLOAT16_LIMIT = 60000.0  # float16 halves the cache on disk; above this its range (65,504) ends
+
+
+@dataclass
+class Embeddings:
+    """embed's hand-off to train and evaluate: feature maps per split, in splits.csv order."""
+
+    features: dict[str, np.ndarray]  # split -> (n, h, w, c); "<split>_view<k>" for the augmented views
+    labels: dict[str, np.ndarray]  # split -> 1.0 where the label is the second class, else 0.0
+    views: int  # augmented views per training image
+    source_size: int | None  # the training images' resolution photos are brought down to, or None
+    weights: WeightsSource  # the weights file the backbone loaded
+
+    def with_views(self, name: str) -> list[np.ndarray]:
+        """The split's feature maps, then those of each of its augmented views."""
+        return [self.features[name], *(self.features[f"{name}_view{k}"] for k in range(1, self.views + 1))]
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        small = all(np.abs(x).max(initial=0) < FLOAT16_LIMIT for x in self.features.values())
+        dtype = "float16" if small else "float32"  # float16 keeps ~3 significant digits: the heads do not notice
+        np.savez(folder / "features.npz", **{k: x.astype(dtype) for k, x in self.features.items()})
+        np.savez(folder / "labels.npz", **self.labels)
+        handover = {"views": self.views, "source_size": self.source_size, "weights": asdict(self.weights)}
+        (folder / "embed.json").write_text(json.dumps(handover, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> Embeddings:
+        handover = json.loads((folder / "embed.json").read_text())
+        with np.load(folder / "features.npz") as features, np.load(folder / "labels.npz") as labels:
+            return cls(
+                features=dict(features), labels=dict(labels), views=handover["views"],
+                source_size=handover["source_size"], weights=WeightsSource(**handover["weights"]),
+            )
+
+
+def source_resolution(splits: pd.DataFrame, cfg: DictConfig) -> int | None:
+    """The training images' own resolution (median shorter side), or None when there is nothing to
+    match: switched off, or at least the model's input size."""
+    train = splits[splits.split == "train"]
+    side = int(np.median(np.minimum(train.width, train.height)))
+    return side if cfg.data.match_source_resolution and side < cfg.backbone.input_size else None
+
+
+def embed_splits(cfg: DictConfig, splits: pd.DataFrame, extractor: keras.Model) -> Embeddings:
+    """Decode every split and run the backbone over it, once per augmentation view for the
+    training splits (each view a different, seeded draw)."""
+    spec = config.backbone_spec(cfg)
+    augmentation = build_augmentation(cfg.augment)
+    batch, source_size = cfg.train.extract_batch_size, source_resolution(splits, cfg)
+    features, labels = {}, {}
+    for name in SPLITS:
+        part = splits[splits.split == name]
+        images = load_batch(part.path, spec.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
+        labels[name] = (part.label == cfg.data.classes[1]).to_numpy(dtype="float32")
+        print(f"embed {name}: {len(images)} images, {cfg.augment.views if name in AUGMENTED else 0} augmented views", flush=True)
+        features[name] = embed(extractor, images, batch)
+        for k in range(1, cfg.augment.views + 1) if name in AUGMENTED else ():
+            features[f"{name}_view{k}"] = embed(extractor, images, batch, augmentation, seed=cfg.train.seed + k)
+    # After building: a download, if there was one, is in the Keras cache now and can be hashed.
+    weights = resolve_weights(spec, cfg.paths.weights)
+    return Embeddings(features, labels, cfg.augment.views, source_size, weights)
+
+
+def run(cfg: DictConfig) -> Path:
+    keras.utils.set_random_seed(cfg.train.seed)
+    spec = config.backbone_spec(cfg)
+    out_dir = Path(cfg.paths.embeddings) / spec.name
+    extractor = build_extractor(spec, build_backbone(spec, cfg.paths.weights))
+    embed_splits(cfg, pd.read_csv(cfg.paths.splits), extractor).save(out_dir)
+    print(f"embed: {cfg.backbone.name} -> {out_dir}")
+    return out_dir
+
+
+main = main_of(run, __doc__)
+
+
+if __name__ == "__main__":
+    main()
