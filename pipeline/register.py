@@ -16,6 +16,9 @@ import tempfile
 from importlib.metadata import version
 from pathlib import Path
 
+# isort: off
+from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow, which checking the model loads, starts up without chatter)
+# isort: on
 import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature

@@ -87,7 +87,9 @@ def fit_other_head(cfg: DictConfig, known: list[np.ndarray], other: list[np.ndar
     return head
 
 
-def fine_tune(cfg: DictConfig, backbone: keras.Model, extractor: keras.Model, head: keras.Model, source_size: int | None) -> tuple[pd.DataFrame, Embeddings]:
+def fine_tune(
+    cfg: DictConfig, backbone: keras.Model, extractor: keras.Model, head: keras.Model, source_size: int | None, first_epoch: int
+) -> tuple[pd.DataFrame, Embeddings]:
     """Train the top train.fine_tune_layers of the backbone with the head, backbone in the loop on
     the raw images; then embed every split again, since the cached maps no longer describe it."""
     spec, splits = config.backbone_spec(cfg), pd.read_csv(cfg.paths.splits)
@@ -99,7 +101,8 @@ def fine_tune(cfg: DictConfig, backbone: keras.Model, extractor: keras.Model, he
     unfreeze(backbone, cfg.train.fine_tune_layers)
     tuned = trainable_classifier(extractor, head, build_augmentation(cfg.augment))
     validation = (images["val"], labels["val"])
-    history = fit(tuned, images["train"], labels["train"], validation, cfg, cfg.train.fine_tune_learning_rate, cfg.train.fine_tune_epochs, MlflowEpochMetrics())
+    history = fit(tuned, images["train"], labels["train"], validation, cfg, cfg.train.fine_tune_learning_rate, cfg.train.fine_tune_epochs, MlflowEpochMetrics(first_epoch))
+    history.index += first_epoch
     return history, embed_splits(cfg, splits, extractor)
 
 
@@ -128,8 +131,7 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     del known
 
     if cfg.train.fine_tune_layers > 0:
-        more, embeddings = fine_tune(cfg, backbone, extractor, head, embeddings.source_size)
-        more.index += len(history)
+        more, embeddings = fine_tune(cfg, backbone, extractor, head, embeddings.source_size, first_epoch=len(history))
         history = pd.concat([history, more])
     history.insert(0, "epoch", range(1, len(history) + 1))
 
