@@ -252,10 +252,10 @@ def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
     assert (project / "artifacts/register/champion.json").exists()
 
 
-@pytest.mark.parametrize("stage", ["train@vgg16", "register"])
+@pytest.mark.parametrize("stage", ["train@mobilenet_v2", "register"])
 def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, stage):
     preset = project / "conf/preset/tiny.yaml"
-    preset.write_text(TINY_PRESET + f"head: {{dropout: 0.{len(stage)}}}\n")  # a change that reruns every stage
+    preset.write_text(TINY_PRESET + f"head: {{dropout: 0.{len(stage)}}}\n")  # a change that reruns every stage after embed
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = project / "killed-repro.log"
@@ -281,13 +281,13 @@ def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, st
 def test_queued_experiments_land_in_exp_show_and_the_project_store(project, first_repro):
     """Two queued experiments, run by a background queue worker in DVC's temporary workspaces: each
     shows its metrics in `dvc exp show` and logs its runs into the project's own MLflow store,
-    tagged with the experiment's name."""
+    tagged with the experiment's name. Two queue workers run them at once."""
     sh("git", "add", "-A", cwd=project)
     sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "before the sweep", cwd=project)
     names = {"tiny-none": "augment=none", "tiny-heavy": "augment=heavy"}
     for name, override in names.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, "-S", "train.epochs=3", cwd=project)
-    sh("dvc", "queue", "start", "-j", "1", cwd=project)
+    sh("dvc", "queue", "start", "-j", "2", cwd=project)  # two workers at once, one SQLite store (README)
     deadline = time.monotonic() + 1200
     for _ in range(600):  # bounded: at most 600 polls and 20 minutes
         status = sh("dvc", "queue", "status", cwd=project)
