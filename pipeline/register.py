@@ -34,7 +34,19 @@ from pipeline.served_model import ImageClassifier
 from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
 from pipeline.weights import recorded_weights
 
-SERVING_PACKAGES = ("tensorflow-cpu", "keras", "pillow", "numpy", "pandas", "scikit-learn")
+SERVING_PACKAGES = ("keras", "pillow", "numpy", "pandas", "scikit-learn")  # and TensorFlow: see serving_requirements
+
+
+def serving_requirements() -> list[str]:
+    """The served model's pip requirements, pinned as installed here, TensorFlow under the name of the
+    distribution actually installed (tensorflow-cpu, or tensorflow where that has no wheel or on a GPU host)."""
+    from importlib.metadata import PackageNotFoundError
+
+    try:
+        tensorflow = f"tensorflow-cpu=={version('tensorflow-cpu')}"
+    except PackageNotFoundError:
+        tensorflow = f"tensorflow=={version('tensorflow')}"
+    return [tensorflow, *(f"{name}=={version(name)}" for name in SERVING_PACKAGES)]
 
 
 def pick_best(scores: dict[str, float], greater_is_better: bool) -> str:
@@ -98,7 +110,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, serving_dir: Path, example: 
             code_paths=[str(Path(__file__).parent)],
             signature=signature(list(cfg.data.classes)),
             input_example=pd.DataFrame({IMAGE_COLUMN: [example]}),
-            pip_requirements=[f"{name}=={version(name)}" for name in SERVING_PACKAGES],
+            pip_requirements=serving_requirements(),
             registered_model_name=cfg.mlflow.registered_model,
         )
 

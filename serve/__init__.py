@@ -16,9 +16,10 @@ def model_uri() -> str:
     return os.environ.get("MODEL_URI") or f"models:/{conf.registered_model}@{conf.champion_alias}"
 
 
-def use_tracking_store() -> None:
-    """Point MLflow at the pipeline's store (MLFLOW_TRACKING_URI wins), from any working directory."""
+def use_tracking_store() -> str:
+    """Point MLflow at the pipeline's store (MLFLOW_TRACKING_URI wins), from any working directory; its URI."""
     os.environ["MLFLOW_TRACKING_URI"] = tracking_store(mlflow_config())[0]
+    return os.environ["MLFLOW_TRACKING_URI"]
 
 
 def confidence(row: dict) -> float:

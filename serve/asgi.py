@@ -1,13 +1,18 @@
-"""HTTP requests -> MLflow's own scoring app for the champion, behind a guard: body size limit, clean 4xx errors.
+"""HTTP requests -> MLflow's own scoring app for the champion, behind a guard: limits, clean 4xx errors.
 
 Run:  uvicorn --factory serve.asgi:create_app --host 127.0.0.1 --port 5000
-      (MODEL_URI, MLFLOW_TRACKING_URI and SERVE_MAX_BODY_BYTES are read from the environment)
+      (MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES, SERVE_MAX_IMAGES and
+      SERVE_MAX_CONCURRENT are read from the environment)
 
 MLflow's app (the one `mlflow models serve` runs) still does all the work: /ping, /version, JSON
 and Parquet parsing, base64 decoding, the signature check and predict. The guard only adds what
-MLflow cannot be told to do: it refuses bodies over a size limit and CSV (which cannot carry bytes),
-checks a JSON batch item by item so an error names the item, and rewrites error bodies, in which
-MLflow echoes the input back (image bytes included) and, for unexpected errors, its stack trace.
+MLflow cannot be told to do: it refuses bodies over a size limit (from Content-Length when it is
+declared, before reading), batches over an image limit, JSON nested past Python's recursion limit
+and CSV (which cannot carry bytes); it checks a JSON batch item by item so an error names the item;
+it answers 503 with Retry-After when SERVE_MAX_CONCURRENT requests are already being predicted;
+it hides the API docs routes; and it rewrites error bodies, in which MLflow echoes the input back
+(image bytes included) and, for unexpected errors, its stack trace. The model is loaded and warmed
+up before the server listens, so /ping answers only when a request would be fast.
 """
 
 from __future__ import annotations
@@ -17,24 +22,65 @@ import base64
 import binascii
 import json
 import os
+from dataclasses import dataclass
 
 from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guard loads no TensorFlow
 
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
+DEFAULT_MAX_IMAGES = 64  # per request: a batch costs memory and time in proportion; clients send more requests
+DEFAULT_MAX_CONCURRENT = 4  # requests predicting at once; on 2 cores more only queue up and time out together
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
+HIDDEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")  # FastAPI's, not our API
 
 
-def create_app(model_uri: str | None = None, max_body_bytes: int | None = None):
-    """MLflow's scoring app for the model, wrapped in the guard."""
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    max_images: int = DEFAULT_MAX_IMAGES
+    max_concurrent: int = DEFAULT_MAX_CONCURRENT
+
+    @classmethod
+    def from_environment(cls) -> Limits:
+        return cls(
+            int(os.environ.get("SERVE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
+            int(os.environ.get("SERVE_MAX_IMAGES", DEFAULT_MAX_IMAGES)),
+            int(os.environ.get("SERVE_MAX_CONCURRENT", DEFAULT_MAX_CONCURRENT)),
+        )
+
+
+def create_app(model_uri: str | None = None, limits: Limits | None = None):
+    """MLflow's scoring app for the model, loaded and warmed up, wrapped in the guard.
+
+    A missing store or model ends the start-up with one line saying which, before anything listens
+    (and no empty store is created on the way).
+    """
+    from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
     from serve import model_uri as default_model_uri
     from serve import use_tracking_store
 
-    use_tracking_store()
-    model = scoring_server.load_model_with_mlflow_config(model_uri or default_model_uri())
-    limit = max_body_bytes or int(os.environ.get("SERVE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES))
-    return Guard(scoring_server.init(model), limit)
+    uri, store = model_uri or default_model_uri(), use_tracking_store()
+    if uri.startswith("models:/") and store.startswith("sqlite:///") and not os.path.exists(store.removeprefix("sqlite:///")):
+        raise SystemExit(f"error: no MLflow store at {store}: run the pipeline (`dvc repro`) first, or set MLFLOW_TRACKING_URI")
+    try:
+        model = scoring_server.load_model_with_mlflow_config(uri)
+    except (MlflowException, OSError) as err:
+        raise SystemExit(f"error: cannot load the model {uri} (store {store}): {str(err).splitlines()[0]}") from None
+    warm_up(model)
+    return Guard(scoring_server.init(model), limits or Limits.from_environment())
+
+
+def warm_up(model) -> None:
+    """One prediction before the server listens: the first real request then costs what the tenth does."""
+    import io
+
+    import pandas as pd
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "gray").save(png, "PNG")
+    model.predict(pd.DataFrame({IMAGE_COLUMN: [png.getvalue()]}))
 
 
 def image_column(request: dict) -> list | None:
@@ -51,29 +97,40 @@ def image_column(request: dict) -> list | None:
     return None
 
 
-def problem(body: bytes) -> str | None:
-    """What is wrong with a JSON request body, or None to let MLflow read it (and name any other problem)."""
+def row_count(request: dict) -> int:
+    """Rows in a dataframe_split or dataframe_records request (0 for another shape)."""
+    split = request.get("dataframe_split")
+    rows = split.get("data") if isinstance(split, dict) else request.get("dataframe_records")
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def problem(body: bytes, max_images: int) -> tuple[int, str] | None:
+    """(status, what is wrong) with a JSON request body, or None to let MLflow read it (and name any other problem)."""
     try:
         request = json.loads(body)
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError; their text quotes no input
-        return f"the body is not valid JSON: {err}"
+        return 400, f"the body is not valid JSON: {err}"
+    except RecursionError:
+        return 400, "the body is JSON nested too deeply; send a dataframe_split or dataframe_records object"
     if not isinstance(request, dict):
-        return "the body must be a JSON object with a dataframe_split or dataframe_records field"
+        return 400, "the body must be a JSON object with a dataframe_split or dataframe_records field"
     if "inputs" in request or "instances" in request:
         # MLflow does not base64-decode these, so the model would see base64 text, not an image.
-        return "send images in dataframe_split or dataframe_records; inputs and instances are not base64-decoded"
+        return 400, "send images in dataframe_split or dataframe_records; inputs and instances are not base64-decoded"
+    if (rows := row_count(request)) > max_images:
+        return 413, f"{rows} images in one request, over the limit of {max_images} (SERVE_MAX_IMAGES); send several requests"
     images = image_column(request)
     if images is None:
         return None
     if not images:
-        return "empty batch: send at least one image"
+        return 400, "empty batch: send at least one image"
     for i, value in enumerate(images):
         if not isinstance(value, str):
-            return f"image {i}: expected the image file as base64 text, got {type(value).__name__}"
+            return 400, f"image {i}: expected the image file as base64 text, got {type(value).__name__}"
         try:
             base64.b64decode(value)  # as lenient as MLflow's base64.decodebytes
         except binascii.Error:
-            return f"image {i}: not valid base64"
+            return 400, f"image {i}: not valid base64"
     return None
 
 
@@ -98,36 +155,56 @@ def error_body(status: int, body: bytes) -> dict:
         return {"error_code": code, "message": clean(body.decode("utf-8", "replace"))}
 
 
-async def respond(send, status: int, error: dict) -> None:
+async def respond(send, status: int, error: dict, headers: tuple = ()) -> None:
     body = json.dumps(error).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
 class Guard:
-    """ASGI middleware around MLflow's app; touches only POST /invocations."""
+    """ASGI middleware around MLflow's app; touches only POST /invocations (and hides the docs routes)."""
 
-    def __init__(self, app, max_body_bytes: int):
+    def __init__(self, app, limits: Limits):
         self.app = app
-        self.max_body_bytes = max_body_bytes
+        self.limits = limits
+        self.max_body_bytes = limits.max_body_bytes
+        self.predicting = 0  # requests handed to MLflow and not yet answered
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in HIDDEN_PATHS:
+            return await respond(send, 404, {"error_code": "NOT_FOUND", "message": "not found"})
         if scope["type"] != "http" or scope["path"] != "/invocations":
             return await self.app(scope, receive, send)
-        body, too_large = await self.read_body(receive)
-        if too_large:
-            limit = f"the body is over the limit of {self.max_body_bytes} bytes; send fewer or smaller images"
-            return await respond(send, 413, {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": limit})
-        content_type = dict(scope["headers"]).get(b"content-type", b"").split(b";")[0].strip().lower()
+        headers = dict(scope["headers"])
+        limit = f"the body is over the limit of {self.max_body_bytes} bytes; send fewer or smaller images"
+        too_large = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": limit}
+        if int(headers.get(b"content-length", b"0") or 0) > self.max_body_bytes:
+            return await respond(send, 413, too_large)  # decided before a byte of the body is read
+        body, over = await self.read_body(receive)
+        if over:
+            return await respond(send, 413, too_large)
+        content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type == b"text/csv":
             # CSV cannot carry bytes: the model would get text, and today reads a str as a file path here.
             csv = "CSV cannot carry image bytes; send JSON (dataframe_split or dataframe_records, base64)"
             return await respond(send, 415, {"error_code": "BAD_REQUEST", "message": csv})
         # In a thread, as MLflow parses: a large body must not stall /ping and other requests.
-        if content_type == b"application/json" and (message := await asyncio.to_thread(problem, body)):
-            return await respond(send, 400, {"error_code": "INVALID_PARAMETER_VALUE", "message": message})
+        if content_type == b"application/json" and (found := await asyncio.to_thread(problem, body, self.limits.max_images)):
+            status, message = found
+            code = "REQUEST_LIMIT_EXCEEDED" if status == 413 else "INVALID_PARAMETER_VALUE"
+            return await respond(send, status, {"error_code": code, "message": message})
+        if self.predicting >= self.limits.max_concurrent:
+            busy = f"{self.predicting} requests are being answered, the most at once (SERVE_MAX_CONCURRENT); retry in a second"
+            return await respond(send, 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": busy}, ((b"retry-after", b"1"),))
+        self.predicting += 1
+        try:
+            await self.predict(scope, body, receive, send)
+        finally:
+            self.predicting -= 1
 
+    async def predict(self, scope, body: bytes, receive, send) -> None:
+        """Hand the request to MLflow's app, its body replayed, its error bodies rewritten."""
         replayed = False
 
         async def replay():
@@ -172,3 +249,27 @@ class Guard:
             if size <= self.max_body_bytes:
                 chunks.append(message.get("body", b""))
         return (b"", True) if size > self.max_body_bytes else (b"".join(chunks), False)
+
+
+def main() -> None:
+    """`python -m serve.asgi`: the guarded app on $HOST:$PORT (default 127.0.0.1:5000).
+
+    The port is checked before the model loads (a busy port is said at once, not after the load),
+    and SIGTERM ends the server within 2 s (a container's `docker stop`).
+    """
+    import socket
+
+    import uvicorn
+
+    host, port = os.environ.get("HOST", "127.0.0.1"), int(os.environ.get("PORT", "5000"))
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            raise SystemExit(f"error: cannot listen on {host}:{port}: {err.strerror}") from None
+    uvicorn.run("serve.asgi:create_app", factory=True, host=host, port=port, timeout_keep_alive=5, timeout_graceful_shutdown=2)
+
+
+if __name__ == "__main__":
+    main()

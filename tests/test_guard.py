@@ -4,13 +4,20 @@ import base64
 import json
 
 from pipeline.serving_settings import IMAGE_COLUMN
-from serve.asgi import clean, error_body, image_column, problem
+from serve.asgi import clean, error_body, image_column
+from serve.asgi import problem as guard_problem
 
 IMAGE = base64.b64encode(b"\x89PNG not really").decode()
 
 
 def body(request) -> bytes:
     return json.dumps(request).encode()
+
+
+def problem(data: bytes, max_images: int = 64) -> str | None:
+    """The guard's verdict on a body, as its message (the status is checked where it matters)."""
+    found = guard_problem(data, max_images)
+    return found and found[1]
 
 
 def test_well_formed_requests_pass_to_mlflow():
@@ -26,6 +33,15 @@ def test_bad_requests_are_named_item_by_item():
     split = {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[IMAGE], ["@@not base64@@!"]]}}
     assert problem(body(split)) == "image 1: not valid base64"
     assert problem(body({"dataframe_records": [{IMAGE_COLUMN: 7}]})).startswith("image 0: expected the image file as base64")
+
+
+def test_a_batch_over_the_image_limit_or_json_nested_too_deep_is_refused_before_mlflow_reads_it():
+    records = {"dataframe_records": [{}] * 1_000_000}  # a million empty items, about 4 MB
+    assert guard_problem(body(records), 64) == (413, "1000000 images in one request, over the limit of 64 (SERVE_MAX_IMAGES); send several requests")
+    split = {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[IMAGE]] * 65}}
+    assert guard_problem(body(split), 64)[0] == 413 and problem(body(split), 65) is None
+    status, message = guard_problem(b"[" * 100_000 + b"]" * 100_000, 64)
+    assert status == 400 and "nested too deeply" in message
 
 
 def test_image_column_reads_both_dataframe_forms():

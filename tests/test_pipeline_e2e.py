@@ -171,6 +171,28 @@ def test_champion_answers_do_not_hang_on_mirroring_or_colour(project, first_repr
         assert same_answer >= 0.8, f"{change} changed the answer to {1 - same_answer:.0%} of the photos"
 
 
+def test_the_champion_answers_where_only_its_own_requirements_are_installed(project, first_repro, tmp_path):
+    """A fresh virtual environment with the registered model's requirements.txt and nothing of
+    ours (no OmegaConf, Hydra or DVC; the project's code not on the path) loads the champion, as
+    `mlflow models serve --env-manager virtualenv` or a container would, and answers a real photo."""
+    model_dir = tmp_path / "model"
+    sh("mlflow", "artifacts", "download", "-u", f"models:/{MODEL}@champion", "-d", str(model_dir), cwd=project)
+    env = tmp_path / "env"
+    subprocess.run([sys.executable, "-m", "venv", str(env)], check=True, timeout=120)
+    pip = subprocess.run([env / "bin/pip", "install", "-q", "-r", model_dir / "requirements.txt"], capture_output=True, text=True, timeout=900)
+    assert pip.returncode == 0, pip.stderr[-3000:]
+    probe = (
+        "import sys, pandas as pd, mlflow.pyfunc\n"
+        "model = mlflow.pyfunc.load_model(sys.argv[1])\n"
+        "print(model.predict(pd.DataFrame({'image': [open(sys.argv[2], 'rb').read()]})).answer[0])\n"
+    )
+    photo = sorted((SHARED / "photos/automobile").glob("*.jpg"))[0]
+    clean = {"PATH": f"{env / 'bin'}{os.pathsep}/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([env / "bin/python", "-c", probe, model_dir, photo], cwd=tmp_path, env=clean, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] in {"airplane", "automobile", "neither"}
+
+
 def test_evaluation_plots_comparison_and_model_card(project, first_repro):
     for backbone in BACKBONES:
         plots = project / f"artifacts/evaluation/{backbone}/plots"
@@ -190,6 +212,14 @@ def test_evaluation_plots_comparison_and_model_card(project, first_repro):
     assert "## The \"neither\" answer" in card and "95% CI" in card
     html = sh("dvc", "plots", "show", "-o", str(project / "plots-html"), cwd=project)
     assert (project / "plots-html/index.html").exists(), html
+
+
+def test_the_machine_local_preset_survives_a_forced_recompose(project, first_repro):
+    """`dvc repro -f` recomposes params.yaml from conf/: this machine's conf/local/machine.yaml
+    keeps the tiny preset in it (it once dropped an exp run's preset and then failed downloading)."""
+    sh("dvc", "repro", "-f", "compose", cwd=project)
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    assert params["data"]["max_per_class"] == 60 and params["backbones"]["vgg16"]["weights"] is None
 
 
 def test_second_repro_has_nothing_to_do(project, first_repro):

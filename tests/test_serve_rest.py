@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -104,16 +105,17 @@ def servers(tracking_uri, tmp_path_factory):
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MODEL_URI": f"models:/{MODEL_NAME}@champion",
         "SERVE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
+        "SERVE_MAX_CONCURRENT": "1",  # so that two requests at once show the 503
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `mlflow models serve` runs `uvicorn` from PATH
     }
     ports = {"mlflow": free_port(), "guarded": free_port()}
     commands = {
         "mlflow": [sys.executable, "-m", "mlflow", "models", "serve", "-m", env["MODEL_URI"], "--env-manager", "local",
                    "-h", "127.0.0.1", "-p", str(ports["mlflow"])],
-        "guarded": [sys.executable, "-m", "uvicorn", "--factory", "serve.asgi:create_app",
-                    "--host", "127.0.0.1", "--port", str(ports["guarded"])],
+        "guarded": [sys.executable, "-m", "serve.asgi"],  # the README's command: HOST and PORT from the environment
     }
-    processes = {name: launch(command, env, logs / f"{name}.log") for name, command in commands.items()}
+    envs = {"mlflow": env, "guarded": {**env, "HOST": "127.0.0.1", "PORT": str(ports["guarded"])}}
+    processes = {name: launch(command, envs[name], logs / f"{name}.log") for name, command in commands.items()}
     try:
         for name, process in processes.items():  # both load the model at the same time
             wait_until_up(process, f"http://127.0.0.1:{ports[name]}/ping", logs / f"{name}.log")
@@ -236,6 +238,69 @@ def test_bad_input_is_refused_cleanly_and_the_server_keeps_answering(servers, ba
         assert got == 200, f"after {name}: {text}"
 
 
+def raw_exchange(url: str, head: bytes, timeout_s: float = 10) -> bytes:
+    """Send raw bytes to the server of url and read what it answers until it closes or timeout_s passes."""
+    import socket
+
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host, port), timeout=timeout_s) as connection:
+        connection.sendall(head)
+        answer = b""
+        for _ in range(100):  # bounded: at most 100 reads
+            try:
+                chunk = connection.recv(65536)
+            except TimeoutError:
+                break
+            if not chunk or b"\r\n\r\n" in answer + chunk:
+                return answer + chunk
+            answer += chunk
+    return answer
+
+
+def test_limits_refuse_before_the_work_and_the_server_keeps_answering(servers):
+    url = servers["guarded"]
+    tiny_png = encode(gradient(1, 1), "PNG")
+    status, text = post(url, split(*[tiny_png] * 10_000))  # 10,000 images in well under the body limit
+    assert status == 413 and "SERVE_MAX_IMAGES" in json.loads(text)["message"], text
+    status, text = post(url, {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[]] * 400_000}})  # 400,000 empty items
+    assert status == 413 and "SERVE_MAX_IMAGES" in json.loads(text)["message"], text
+    status, text = post(url, b"[" * 50_000 + b"]" * 50_000)
+    assert status == 400 and "nested too deeply" in json.loads(text)["message"], text
+    # A 4 GB Content-Length followed by a few bytes: the 413 comes from the header, without waiting for the body.
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000000\r\n\r\n{}"
+    assert raw_exchange(url, head).startswith(b"HTTP/1.1 413"), "no 413 before the body"
+    for route in ("/docs", "/redoc", "/openapi.json"):
+        with pytest.raises(urllib.error.HTTPError, match="404"):
+            urllib.request.urlopen(url.replace("/invocations", route), timeout=10)
+    assert post(url, split(tiny_png))[0] == 200
+
+
+def test_more_concurrent_requests_than_allowed_get_503_with_retry_after(servers):
+    """The guarded server here allows one request at a time (SERVE_MAX_CONCURRENT=1)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = split(*[p.read_bytes() for p in real_photos(per_folder=5)])  # long enough to overlap
+
+    def attempt(_) -> tuple[int, str, str | None]:
+        request = urllib.request.Request(servers["guarded"], data=json.dumps(batch).encode(), headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, response.read().decode(), None
+        except urllib.error.HTTPError as err:
+            return err.code, err.read().decode(), err.headers.get("Retry-After")
+
+    for _ in range(3):  # bounded: three rounds of four requests at once
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(attempt, range(4)))
+        assert {status for status, _, _ in results} <= {200, 503}, results
+        refused = [(text, retry) for status, text, retry in results if status == 503]
+        if refused and any(status == 200 for status, _, _ in results):
+            break
+    assert refused, "four requests at once, none refused"
+    assert refused[0][1] == "1" and "SERVE_MAX_CONCURRENT" in json.loads(refused[0][0])["message"]
+    assert post(servers["guarded"], batch)[0] == 200  # and then it answers again
+
+
 def test_plain_mlflow_server_refuses_bad_images_with_4xx_naming_the_item(servers, bad_images):
     """What `mlflow models serve` alone gives: the model's message with the item, inside MLflow's wording."""
     url = servers["mlflow"]
@@ -303,10 +368,29 @@ def test_dockerfile_keeps_step_with_mlflows_own(tracking_uri, tmp_path):
     subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True, timeout=300)
     theirs = (tmp_path / "Dockerfile").read_text().splitlines()
     ours = (ROOT / "Dockerfile").read_text()
-    base = next(line for line in theirs if line.startswith("FROM "))
+    base = next(line for line in theirs if line.startswith("FROM ")).split()[1]
     mlflow_pin = next(line for line in theirs if "pip install mlflow==" in line).split()[-1]
     install = next(line for line in theirs if "_install_pyfunc_deps" in line)
-    assert base in ours and f"pip install {mlflow_pin}" in ours and install in ours
+    assert f"ARG BASE_IMAGE={base}" in ours and f"pip install {mlflow_pin}" in ours and install in ours
+    assert 'CMD ["python", "-m", "serve.asgi"]' in ours and "USER serving" in ours and "HEALTHCHECK" in ours
     assert "COPY model_dir /opt/ml/model" in ours and (tmp_path / "model_dir" / "MLmodel").exists()
     for source in ("serve/", "pipeline/", "conf/mlflow/"):  # what the image's command needs from the project
         assert f"COPY {source} {source}" in ours and (ROOT / source).is_dir()
+
+
+def test_start_up_fails_fast_in_one_line_without_a_store_or_a_free_port(tmp_path):
+    env = {**os.environ, "MODEL_URI": f"models:/{MODEL_NAME}@champion", "HOST": "127.0.0.1", "PORT": str(free_port())}
+    missing = tmp_path / "nowhere.db"
+    done = subprocess.run([sys.executable, "-m", "serve.asgi"], env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{missing}"},
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and f"no MLflow store at sqlite:///{missing}" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr and not missing.exists()  # no empty store made on the way
+
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = {**env, "PORT": str(busy.getsockname()[1])}
+        done = subprocess.run([sys.executable, "-m", "serve.asgi"], env=taken, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
