@@ -32,7 +32,10 @@ def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> dict[str,
     classes = np.unique(labels)
     means = np.stack([embeddings[labels == c].mean(axis=0) for c in classes])
     centred = embeddings - means[np.searchsorted(classes, labels)]
-    return {"means": means, "precision": LedoitWolf().fit(centred).precision_}
+    # The shrunk covariance is positive definite: a plain inverse, not LedoitWolf's eigendecomposition
+    # (pinvh), which took 4 s at 2,048 dimensions.
+    covariance = LedoitWolf(store_precision=False).fit(centred).covariance_
+    return {"means": means, "precision": np.linalg.inv(covariance)}
 
 
 def embedding_distance(embeddings: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
@@ -40,7 +43,8 @@ def embedding_distance(embeddings: np.ndarray, stats: dict[str, np.ndarray]) -> 
     distances = []
     for mean in stats["means"]:
         diff = embeddings - mean
-        distances.append(np.einsum("ij,jk,ik->i", diff, stats["precision"], diff))
+        # (diff @ P) * diff summed per row: a BLAS matrix product; einsum over three operands was 100x slower.
+        distances.append(np.sum((diff @ stats["precision"]) * diff, axis=1))
     return np.sqrt(np.maximum(np.min(distances, axis=0), 0))
 
 

@@ -14,7 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
-from sklearn.metrics import roc_auc_score
+from scipy.stats import rankdata
 
 from pipeline import config, plots, tracking
 from pipeline.calibration import DECISION_THRESHOLD
@@ -25,6 +25,17 @@ from pipeline.weights import recorded_weights
 BOOTSTRAP_SAMPLES = 1000
 # Real photos (evaluate's field set): how the team data carries over to photos people take.
 FIELD_METRICS = ("field_accuracy", "field_known_answered_right", "field_neither_rate_on_other", "field_three_way_accuracy")
+
+
+def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC as the Mann-Whitney statistic (ties count half): roc_auc_score's value, without its
+    input validation, which took 20 of a bootstrap's 22 seconds."""
+    positive = np.asarray(labels) == 1
+    n_positive, n_negative = positive.sum(), len(positive) - positive.sum()
+    if not n_positive or not n_negative:
+        raise ValueError("one class only: no AUC")
+    ranks = rankdata(scores)
+    return float((ranks[positive].sum() - n_positive * (n_positive + 1) / 2) / (n_positive * n_negative))
 
 
 def bootstrap_interval(statistic, groups: list[np.ndarray], seed: int) -> tuple[float, float]:
@@ -50,11 +61,11 @@ def summarise(predictions: pd.DataFrame, positive: str, reject_class: str, seed:
         return float(((rows[:, 1] >= DECISION_THRESHOLD) == (rows[:, 0] == 1)).mean())
 
     def auc(rows):
-        return float(roc_auc_score(rows[:, 0], rows[:, 1]))
+        return rank_auc(rows[:, 0], rows[:, 1])
 
     def neither_auc(known_scores, other_scores):
         labels = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
-        return float(roc_auc_score(labels, np.r_[known_scores, other_scores]))
+        return rank_auc(labels, np.r_[known_scores, other_scores])
 
     row = {}
     for name, statistic, groups in [

@@ -112,8 +112,9 @@ def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
 def pooled(features: np.ndarray, pooling: str) -> np.ndarray:
     """Feature maps (n, h, w, c) -> what a head's dense layers read: the channel means ("avg") or
     the whole map, flattened ("flatten"). As pool_layer does inside the model."""
-    features = features.astype("float32")
-    return features.mean(axis=(1, 2)) if pooling == "avg" else features.reshape(len(features), -1)
+    if pooling == "avg":
+        return features.mean(axis=(1, 2), dtype="float32")  # no float32 copy of the whole map first
+    return features.reshape(len(features), -1).astype("float32")
 
 
 def pool_layer(pooling: str) -> keras.layers.Layer:

@@ -176,10 +176,18 @@ def current_champion(client: MlflowClient, cfg: DictConfig):
         return None
 
 
+def split_digest(cfg: DictConfig) -> str:
+    return hashlib.sha256(Path(cfg.paths.splits).read_bytes()).hexdigest()
+
+
 def champion_score(client: MlflowClient, cfg: DictConfig, champion, splits: pd.DataFrame) -> float | None:
-    """The champion re-scored on this val split (None if there is no champion or it cannot be scored)."""
+    """The champion's score on this val split (None if there is no champion or it cannot be scored):
+    the one recorded when it was registered if that was on this very split, else scored again."""
     if champion is None:
         return None
+    recorded = champion.tags.get(cfg.register.metric)
+    if recorded is not None and champion.tags.get("split_sha256") == split_digest(cfg):
+        return float(recorded)  # the same images: scoring again would only run the backbone over them again
     try:
         return score_on_val(client.get_model_version_download_uri(champion.name, champion.version), cfg, splits)
     except subprocess.CalledProcessError:
@@ -216,7 +224,7 @@ def run(cfg: DictConfig) -> dict:
     new_version = logged.registered_model_version
     tags = {
         **tracking.run_tags(cfg), **tracking.weights_tags(recorded_weights(model_dir)),
-        cfg.register.metric: scores[best], "fingerprint": candidate,
+        cfg.register.metric: scores[best], "fingerprint": candidate, "split_sha256": split_digest(cfg),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))

@@ -49,7 +49,9 @@ def data_version(data_dvc: str = "data.dvc") -> str:
 def lineage_tags() -> dict[str, str]:
     """The code and data a run was made from, and the DVC experiment it belongs to (if any), so the
     MLflow runs list and `dvc exp show` can be matched."""
-    tags = {"git_commit": git_commit(), "data_version": data_version()}
+    # run_by: "dvc" for a stage DVC ran (it sets DVC_ROOT), "hand" for one run by hand (under scratch/),
+    # so the runs list can show the pipeline's runs alone.
+    tags = {"git_commit": git_commit(), "data_version": data_version(), "run_by": "dvc" if os.environ.get("DVC_ROOT") else "hand"}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp"] = os.environ["DVC_EXP_NAME"]
     return tags

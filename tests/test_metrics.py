@@ -87,3 +87,16 @@ def test_the_neither_threshold_has_the_best_three_way_accuracy_with_each_class_w
     # With the 0.9 airplane classified wrong, answering it gains nothing: 0.4 and 0.9 tie, and the
     # higher threshold (fewer "neither" answers) wins.
     assert reject_threshold(known, np.array([1, 1, 1, 0, 1, 1, 1, 1], dtype=bool), labels, np.array([0.95])) == 0.9
+
+
+def test_the_bootstraps_rank_auc_is_roc_auc_score():
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.compare import rank_auc
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 500)
+    for scores in (rng.normal(size=500) + labels, np.round(rng.normal(size=500), 1)):  # the second with many ties
+        assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    with pytest.raises(ValueError):
+        rank_auc(np.ones(5), np.arange(5))
