@@ -1,4 +1,4 @@
-"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (features.npz, embed.json).
+"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (features.npz, labels.npz, embed.json).
 
 The one place the frozen backbone runs over the team data: its feature map of every image of
 every split, and of each augmentation view of the training splits. train and evaluate read them,

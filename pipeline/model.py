@@ -182,12 +182,10 @@ def embed(
 ) -> np.ndarray:
     """Run the frozen backbone once over images (one augmented view of them, if augmentation).
 
-    A plain loop over batches with one compiled forward pass: as fast as `predict` over `tf.data`
-    here, and it draws the augmentation eagerly, where a `tf.data` map logs a spurious TensorFlow error.
+    A plain loop over batches through Keras' compiled predict step: as fast as `predict` over
+    `tf.data` here, and it draws the augmentation eagerly, where a `tf.data` map logs a spurious
+    TensorFlow error.
     """
-    import tensorflow as tf
-
-    forward = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     if augmentation is not None:
         keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
     maps = []
@@ -195,7 +193,7 @@ def embed(
         batch = images[start : start + batch_size]
         if augmentation is not None:
             batch = augmentation(batch, training=True)
-        maps.append(np.asarray(forward(batch)))
+        maps.append(np.asarray(extractor.predict_on_batch(batch)))
     return np.concatenate(maps)
 
 
@@ -234,4 +232,4 @@ def outputs_from_features(model: keras.Model, features: np.ndarray, batch_size: 
     """What the saved model answers for images whose feature maps are cached: its heads only, no backbone."""
     heads = [model.get_layer(f"head_{name}") for name in ("probability", "other_probability")]
     probability, other_probability = (head.predict(features, batch_size=batch_size, verbose=0).ravel() for head in heads)
-    return Outputs(probability, other_probability, features.mean(axis=(1, 2)))
+    return Outputs(probability, other_probability, pooled(features, "avg"))
