@@ -29,6 +29,7 @@ from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guar
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
 DEFAULT_MAX_IMAGES = 64  # per request: a batch costs memory and time in proportion; clients send more requests
 DEFAULT_MAX_CONCURRENT = 4  # requests predicting at once; on 2 cores more only queue up and time out together
+DRAIN_BYTES = 2**20  # of a refused body, at most this much past the limit is read and dropped (see drain)
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
 HIDDEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")  # FastAPI's, not our API
 
@@ -179,8 +180,11 @@ class Guard:
         headers = dict(scope["headers"])
         limit = f"the body is over the limit of {self.max_body_bytes} bytes; send fewer or smaller images"
         too_large = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": limit}
-        if int(headers.get(b"content-length", b"0") or 0) > self.max_body_bytes:
-            return await respond(send, 413, too_large)  # decided before a byte of the body is read
+        declared = int(headers.get(b"content-length", b"0") or 0)
+        if declared > self.max_body_bytes:  # decided from the header, before a byte of the body is kept
+            if declared <= self.max_body_bytes + DRAIN_BYTES:
+                await self.drain(receive)
+            return await respond(send, 413, too_large)
         body, over = await self.read_body(receive)
         if over:
             return await respond(send, 413, too_large)
@@ -232,11 +236,7 @@ class Guard:
         await self.app(scope, replay, send_clean)
 
     async def read_body(self, receive) -> tuple[bytes, bool]:
-        """The whole body, or (b"", True) once it passes the limit.
-
-        Past the limit the rest is still read, up to ten times the limit, and dropped: a client
-        still sending when the server answers and closes would see a reset instead of the 413.
-        """
+        """The whole body, or (b"", True) once it passes the limit (the rest drained, as in drain)."""
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -244,11 +244,25 @@ class Guard:
                 break
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
-            if size > 10 * self.max_body_bytes:
+            if size > self.max_body_bytes + DRAIN_BYTES:
                 break
             if size <= self.max_body_bytes:
                 chunks.append(message.get("body", b""))
         return (b"", True) if size > self.max_body_bytes else (b"".join(chunks), False)
+
+    async def drain(self, receive) -> None:
+        """Read and drop a refused body, at most DRAIN_BYTES past the limit.
+
+        A client still sending when the server answers and closes sees a reset, not the 413; uvicorn
+        gives the app no body once it has answered. A larger body is refused unread: a client that
+        sends `Expect: 100-continue` (curl does, for large bodies) gets the 413 before sending it.
+        """
+        size = 0
+        for _ in range(100_000):  # bounded; the size limit ends it first
+            message = await receive()
+            size += len(message.get("body", b""))
+            if message["type"] == "http.disconnect" or not message.get("more_body") or size > self.max_body_bytes + DRAIN_BYTES:
+                return
 
 
 def main() -> None:
