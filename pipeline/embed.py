@@ -73,23 +73,27 @@ def source_resolution(splits: pd.DataFrame, cfg: DictConfig) -> int | None:
     return side if cfg.data.match_source_resolution and side < cfg.backbone.input_size else None
 
 
+def decode(splits: pd.DataFrame, name: str, cfg: DictConfig, source_size: int | None, count: int | None = None) -> np.ndarray:
+    """The first `count` (default: all) images of a split, as the model takes them."""
+    paths = splits[splits.split == name].path[:count]
+    return load_batch(paths, cfg.backbone.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
+
+
 def embed_splits(cfg: DictConfig, splits: pd.DataFrame, extractor: keras.Model) -> Embeddings:
     """Decode every split and run the backbone over it, once per augmentation view for the
     training splits (each view a different, seeded draw)."""
-    spec = config.backbone_spec(cfg)
     augmentation = build_augmentation(cfg.augment)
     batch, source_size = cfg.train.extract_batch_size, source_resolution(splits, cfg)
     features, labels = {}, {}
     for name in SPLITS:
-        part = splits[splits.split == name]
-        images = load_batch(part.path, spec.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
-        labels[name] = (part.label == cfg.data.classes[1]).to_numpy(dtype="float32")
+        images = decode(splits, name, cfg, source_size)
+        labels[name] = (splits[splits.split == name].label == cfg.data.classes[1]).to_numpy(dtype="float32")
         print(f"embed {name}: {len(images)} images, {cfg.augment.views if name in AUGMENTED else 0} augmented views", flush=True)
         features[name] = embed(extractor, images, batch)
         for k in range(1, cfg.augment.views + 1) if name in AUGMENTED else ():
             features[f"{name}_view{k}"] = embed(extractor, images, batch, augmentation, seed=cfg.train.seed + k)
     # After building: a download, if there was one, is in the Keras cache now and can be hashed.
-    weights = resolve_weights(spec, cfg.paths.weights)
+    weights = resolve_weights(config.backbone_spec(cfg), cfg.paths.weights)
     return Embeddings(features, labels, cfg.augment.views, source_size, weights)
 
 

@@ -26,9 +26,9 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
-from pipeline.embed import Embeddings
+from pipeline.embed import Embeddings, decode
 from pipeline.errors import main_of
-from pipeline.images import load_batch, load_folder
+from pipeline.images import load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import Outputs, Predictor, outputs_from_features
@@ -93,12 +93,6 @@ def split_outputs(cfg: DictConfig, model: keras.Model, embeddings: Embeddings, s
     if gap > CACHE_CHECK_TOLERANCE:
         raise RuntimeError(f"the cached feature maps do not match the model (probabilities differ by {gap:.3f}): run `dvc repro` to embed again")
     return outputs
-
-
-def decode(splits: pd.DataFrame, name: str, cfg: DictConfig, source_size: int | None, count: int | None = None) -> np.ndarray:
-    """The first `count` (default: all) images of a split, as the model takes them."""
-    paths = splits[splits.split == name].path[:count]
-    return load_batch(paths, cfg.backbone.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
 
 
 def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, embeddings: Embeddings, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, ServingSettings]:

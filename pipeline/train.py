@@ -25,9 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
 from pipeline.calibration import fit_embedding_stats
-from pipeline.embed import Embeddings, embed_splits
+from pipeline.embed import Embeddings, decode, embed_splits
 from pipeline.errors import main_of
-from pipeline.images import load_batch
 from pipeline.io import write_json
 from pipeline.model import (
     assemble,
@@ -90,20 +89,19 @@ def fit_other_head(cfg: DictConfig, known: list[np.ndarray], other: list[np.ndar
 
 
 def fine_tune(
-    cfg: DictConfig, backbone: keras.Model, extractor: keras.Model, head: keras.Model, source_size: int | None, first_epoch: int
+    cfg: DictConfig, backbone: keras.Model, extractor: keras.Model, head: keras.Model, embeddings: Embeddings, first_epoch: int
 ) -> tuple[pd.DataFrame, Embeddings]:
     """Train the top train.fine_tune_layers of the backbone with the head, backbone in the loop on
     the raw images; then embed every split again, since the cached maps no longer describe it."""
-    spec, splits = config.backbone_spec(cfg), pd.read_csv(cfg.paths.splits)
-    images, labels = {}, {}
-    for name in ("train", "val"):
-        part = splits[splits.split == name]
-        images[name] = load_batch(part.path, spec.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
-        labels[name] = (part.label == cfg.data.classes[1]).to_numpy(dtype="float32")
+    splits = pd.read_csv(cfg.paths.splits)
+    images = {name: decode(splits, name, cfg, embeddings.source_size) for name in ("train", "val")}
     unfreeze(backbone, cfg.train.fine_tune_layers)
     tuned = trainable_classifier(extractor, head, build_augmentation(cfg.augment))
-    validation = (images["val"], labels["val"])
-    history = fit(tuned, images["train"], labels["train"], validation, cfg, cfg.train.fine_tune_learning_rate, cfg.train.fine_tune_epochs, MlflowEpochMetrics(first_epoch))
+    validation = (images["val"], embeddings.labels["val"])
+    history = fit(
+        tuned, images["train"], embeddings.labels["train"], validation, cfg, cfg.train.fine_tune_learning_rate,
+        cfg.train.fine_tune_epochs, MlflowEpochMetrics(first_epoch),
+    )
     history.index += first_epoch
     return history, embed_splits(cfg, splits, extractor)
 
@@ -134,7 +132,7 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     del known
 
     if cfg.train.fine_tune_layers > 0:
-        more, embeddings = fine_tune(cfg, backbone, extractor, head, embeddings.source_size, first_epoch=len(history))
+        more, embeddings = fine_tune(cfg, backbone, extractor, head, embeddings, first_epoch=len(history))
         history = pd.concat([history, more])
         vectors.cache_clear()  # pooled from the backbone before it was tuned
     history.insert(0, "epoch", range(1, len(history) + 1))
