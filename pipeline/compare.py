@@ -3,7 +3,8 @@ comparison/ (comparison.csv, comparison.md, comparison.png), also logged to an M
 
 Test figures with a 95% confidence interval from a bootstrap over the test set, so a user can see
 which differences between backbones are real and which are noise; the real-photo (field) figures;
-each backbone's weights source.
+each backbone's weights source; on small data the cross-validated figures; in words, what the figures
+rest on, and which backbone is the champion and why (pipeline/choice.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from scipy.stats import rankdata
 
 from pipeline import config, plots, tracking
 from pipeline.calibration import DECISION_THRESHOLD
+from pipeline.choice import Choice, choose
 from pipeline.errors import main_of
 from pipeline.io import read_json, write_atomic
 from pipeline.weights import recorded_weights
@@ -25,6 +27,8 @@ from pipeline.weights import recorded_weights
 BOOTSTRAP_SAMPLES = 1000
 # Real photos (evaluate's field set): how the team data carries over to photos people take.
 FIELD_METRICS = ("field_accuracy", "field_known_answered_right", "field_neither_rate_on_other", "field_three_way_accuracy")
+# Small data only (evaluate's cross-validation over train+val): what the champion is chosen on there.
+CROSS_VALIDATED = tuple(f"cv_{m}{end}" for m in ("accuracy", "roc_auc") for end in ("", "_low", "_high")) + ("cv_images", "cv_folds")
 
 
 def rank_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -83,30 +87,56 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     for name in cfg.compare:
         evaluation, model_dir = Path(cfg.paths.evaluation) / name, Path(cfg.paths.models) / name
         predictions = pd.read_csv(evaluation / "predictions.csv")
-        row = {"backbone": name, **summarise(predictions, cfg.data.classes[1], cfg.data.reject_class, cfg.data.seed)}
+        row = {"backbone": name, "test_images": len(predictions), **summarise(predictions, cfg.data.classes[1], cfg.data.reject_class, cfg.data.seed)}
         metrics = read_json(config.metrics_file(cfg, name))
         row.update({key: metrics.get(key, float("nan")) for key in FIELD_METRICS})
-        row["latency_ms_per_image"] = metrics["latency_ms_per_image"]
-        row["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6
+        row.update({key: metrics[key] for key in ("latency_ms_per_image", "model_size_mb")})
+        row.update({key: metrics.get(key, float("nan")) for key in CROSS_VALIDATED})
         row["weights"] = recorded_weights(model_dir).describe()
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame) -> str:
+def interval(r, metric: str) -> str:
+    return f"{getattr(r, metric):.3f} [{getattr(r, metric + '_low'):.3f}, {getattr(r, metric + '_high'):.3f}]"
+
+
+def what_it_rests_on(table: pd.DataFrame) -> str:
+    """In words: how many photos the figures rest on and how wide their intervals are."""
+    widest = (table.accuracy_high - table.accuracy_low).max() / 2
+    words = (
+        f"The test figures rest on {table.test_images.iloc[0]} test images: a test accuracy is known to about"
+        f" +-{widest:.3f} (the widest half-interval above), so smaller differences between backbones are noise."
+    )
+    if table.cv_accuracy.notna().all():
+        cv_widest = (table.cv_accuracy_high - table.cv_accuracy_low).max() / 2
+        words += (
+            f" The data is small, so the champion is chosen on figures cross-validated over the {table.cv_images.iloc[0]:.0f}"
+            f" train+val images ({table.cv_folds.iloc[0]:.0f} folds: each image held out in turn, several times over);"
+            f" their intervals (95%, corrected for the folds' overlap) are +-{cv_widest:.3f} at the widest."
+            " More photos narrow them: four times as many roughly halves them."
+        )
+    return words
+
+
+def markdown(table: pd.DataFrame, choice: Choice) -> str:
     lines = [
         "| backbone | weights | test accuracy | test ROC AUC | \"neither\" AUROC | field accuracy | field: own class | "
         "field: \"neither\" on other | field three-way | latency ms/image | model MB |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in table.itertuples():
-        cells = [f"{getattr(r, m):.3f} [{getattr(r, m + '_low'):.3f}, {getattr(r, m + '_high'):.3f}]" for m in ("accuracy", "roc_auc", "neither_auroc")]
+        cells = [interval(r, m) for m in ("accuracy", "roc_auc", "neither_auroc")]
         cells += [f"{getattr(r, m):.3f}" for m in FIELD_METRICS]
         lines.append(f"| {r.backbone} | {r.weights} | {' | '.join(cells)} | {r.latency_ms_per_image:.1f} | {r.model_size_mb:.1f} |")
+    if table.cv_accuracy.notna().all():
+        lines += ["", "| backbone | cross-validated accuracy | cross-validated ROC AUC |", "| --- | --- | --- |"]
+        lines += [f"| {r.backbone} | {interval(r, 'cv_accuracy')} | {interval(r, 'cv_roc_auc')} |" for r in table.itertuples()]
     return "\n".join(lines) + (
         "\n\nIntervals: 95% bootstrap over the test set. Field: the real photos of `paths.field`, scored only"
         " (own class: a known-class photo answered with its class; \"neither\" counts wrong). Random-init"
-        " weights make a model whose answers are not meaningful.\n"
+        " weights make a model whose answers are not meaningful.\n\n"
+        f"{what_it_rests_on(table)}\n\n**Champion:** {choice.reason}\n"
     )
 
 
@@ -115,13 +145,14 @@ def run(cfg: DictConfig) -> pd.DataFrame:
     out_dir.mkdir(parents=True, exist_ok=True)
     table = compare(cfg)
     write_atomic(out_dir / "comparison.csv", table.to_csv(index=False))
-    write_atomic(out_dir / "comparison.md", markdown(table))
+    report = markdown(table, choose(cfg))
+    write_atomic(out_dir / "comparison.md", report)
     plots.comparison_chart(out_dir / "comparison.png", table)
     experiment_id = tracking.setup(cfg)
     with mlflow.start_run(experiment_id=experiment_id, run_name="comparison", tags={"comparison": ",".join(cfg.compare), **tracking.lineage_tags()}):
         mlflow.log_artifacts(str(out_dir), "comparison")
         mlflow.log_table(table, "comparison/comparison.json")
-    print(markdown(table))
+    print(report)
     return table
 
 

@@ -107,8 +107,18 @@ class MlflowConfig:
 
 @dataclass
 class RegisterConfig:
-    metric: str
+    metric: str  # what the champion is chosen on (a validation metric)
+    small_data_metric: str  # the same, cross-validated: what it is chosen on when the data is small
     greater_is_better: bool
+
+
+@dataclass
+class CrossValidationConfig:
+    # At most this many train+val images (every folder): evaluate cross-validates the heads over
+    # train+val, and the champion is chosen on that (pipeline/cross_validation.py).
+    max_images: int
+    folds: int
+    repeats: int  # each a new stratified shuffle: more repeats, a steadier mean
 
 
 @dataclass
@@ -122,6 +132,7 @@ class Config:
     train: TrainConfig
     mlflow: MlflowConfig
     register: RegisterConfig
+    cross_validation: CrossValidationConfig
     compare: list[str] = field(default_factory=list)
     backbone: BackboneConfig | None = None  # set from `backbone=NAME`: the one this run works on
 
@@ -156,6 +167,10 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
             raise ConfigError(f"backbones.{name}.precision must be one of {PRECISIONS}, not {spec.precision!r}")
     if not typed.register.metric.startswith("val_"):
         raise ConfigError(f"register.metric must be a validation metric (val_*), not {typed.register.metric!r}")
+    if not typed.register.small_data_metric.startswith("cv_"):
+        raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
+    if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:
+        raise ConfigError("cross_validation needs folds >= 2 and repeats >= 1")
     if typed.head.pooling not in ("flatten", "avg"):
         raise ConfigError(f"head.pooling must be flatten or avg, not {typed.head.pooling!r}")
     OmegaConf.set_readonly(typed, True)

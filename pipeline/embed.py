@@ -1,4 +1,4 @@
-"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (features.npz, labels.npz, embed.json).
+"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (<split>.npy, averages.npz, labels.npz, embed.json).
 
 The one place the frozen backbone runs over the team data: its feature map of every image of
 every split, and of each augmentation view of the training splits. train and evaluate read them,
@@ -10,7 +10,7 @@ exactly this stage's dependencies.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 # isort: off
@@ -24,7 +24,7 @@ from omegaconf import DictConfig
 from pipeline import config
 from pipeline.errors import main_of
 from pipeline.images import load_batch
-from pipeline.model import build_augmentation, build_backbone, build_extractor, embed
+from pipeline.model import build_augmentation, build_backbone, build_extractor, embed, pooled
 from pipeline.weights import WeightsSource, resolve_weights
 
 SPLITS = ("train", "val", "test", "other_train", "other_val", "other_test")
@@ -36,21 +36,36 @@ FLOAT16_LIMIT = 60000.0  # float16 halves the cache on disk; above this its rang
 class Embeddings:
     """embed's hand-off to train and evaluate: feature maps per split, in splits.csv order."""
 
-    features: dict[str, np.ndarray]  # split -> (n, h, w, c); "<split>_view<k>" for the augmented views
+    # split -> (n, h, w, c); "<split>_view<k>" for the augmented views. Memory-mapped when loaded:
+    # MobileNetV2's maps of the team data are 3 GB, and a head that averages them never reads them.
+    features: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]  # split -> 1.0 where the label is the second class, else 0.0
     views: int  # augmented views per training image
     source_size: int | None  # the training images' resolution photos are brought down to, or None
     weights: WeightsSource  # the weights file the backbone loaded
+    # split -> (n, c) channel means of the maps: what average-pooling heads and the embedding
+    # statistics read (a 50th of the maps' size), computed once, saved beside them.
+    averages: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def with_views(self, name: str) -> list[np.ndarray]:
-        """The split's feature maps, then those of each of its augmented views."""
-        return [self.features[name], *(self.features[f"{name}_view{k}"] for k in range(1, self.views + 1))]
+    def pooled(self, name: str, pooling: str) -> np.ndarray:
+        """The split's features as a head's dense layers read them (model.pooled)."""
+        if pooling != "avg":
+            return pooled(self.features[name], pooling)
+        if name not in self.averages:
+            self.averages[name] = pooled(self.features[name], "avg")
+        return self.averages[name]
+
+    def pooled_views(self, name: str, pooling: str) -> list[np.ndarray]:
+        """The split's pooled features, then those of each of its augmented views."""
+        return [self.pooled(key, pooling) for key in (name, *(f"{name}_view{k}" for k in range(1, self.views + 1)))]
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         small = all(np.abs(x).max(initial=0) < FLOAT16_LIMIT for x in self.features.values())
         dtype = "float16" if small else "float32"  # float16 keeps ~3 significant digits: the heads do not notice
-        np.savez(folder / "features.npz", **{k: x.astype(dtype) for k, x in self.features.items()})
+        for name, maps in self.features.items():
+            np.save(folder / f"{name}.npy", maps.astype(dtype))
+        np.savez(folder / "averages.npz", **{name: self.pooled(name, "avg") for name in self.features})
         np.savez(folder / "labels.npz", **self.labels)
         handover = {"views": self.views, "source_size": self.source_size, "weights": asdict(self.weights)}
         (folder / "embed.json").write_text(json.dumps(handover, indent=2) + "\n")
@@ -58,10 +73,11 @@ class Embeddings:
     @classmethod
     def load(cls, folder: Path) -> Embeddings:
         handover = json.loads((folder / "embed.json").read_text())
-        with np.load(folder / "features.npz") as features, np.load(folder / "labels.npz") as labels:
+        with np.load(folder / "labels.npz") as labels, np.load(folder / "averages.npz") as averages:
             return cls(
-                features=dict(features), labels=dict(labels), views=handover["views"],
-                source_size=handover["source_size"], weights=WeightsSource(**handover["weights"]),
+                features={path.stem: np.load(path, mmap_mode="r") for path in sorted(folder.glob("*.npy"))},
+                labels=dict(labels), views=handover["views"], source_size=handover["source_size"],
+                weights=WeightsSource(**handover["weights"]), averages=dict(averages),
             )
 
 

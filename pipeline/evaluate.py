@@ -1,7 +1,8 @@
 """Stage `evaluate@<backbone>`: models/<backbone>/ + embeddings/<backbone>/ + splits.csv + data/ + the field photos ->
 metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
 
-Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
+On small data (cross_validation.max_images) it also cross-validates the heads over train+val (cv_*,
+pipeline/cross_validation.py), and chooses the "neither" score on that. Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
 best separates the reject-class validation images, the threshold with the best validation three-way
 accuracy, each class weighted alike). Then measures everything on test, and on the real photos of paths.field
@@ -26,6 +27,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import calibration, config, plots, tracking
+from pipeline.cross_validation import cross_validate, is_small
 from pipeline.embed import Embeddings, decode
 from pipeline.errors import main_of
 from pipeline.images import load_folder
@@ -50,12 +52,13 @@ def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> fl
     return (time.perf_counter() - start) / repeats * 1000
 
 
-def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: dict) -> tuple[dict, dict, dict]:
+def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: dict, cv: dict) -> tuple[dict, dict, dict]:
     """The calibration serving applies, fitted on validation only -> (choices, calibrated p per split, every candidate score per split).
 
     The temperature is kept only where it lowers the validation calibration error. Of the
-    "neither" scores, the one that best separates other_val from val is chosen; each candidate's
-    threshold is the one with the best balanced three-way accuracy on validation (metrics.reject_threshold).
+    "neither" scores, the one that best separates other_val from val is chosen (on small data: the
+    best cross-validated one, cv); each candidate's threshold is the one with the best balanced
+    three-way accuracy on validation (metrics.reject_threshold).
     """
     p_raw = {name: out.probability for name, out in outputs.items()}
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
@@ -72,9 +75,10 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
     }
     val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
     right = (p["val"] >= calibration.DECISION_THRESHOLD) == (y["val"] == 1)
+    choose_on = {score: cv[f"cv_neither_auroc_{score}"] for score in scores} if cv else val_aurocs
     choices = {
         "temperature": temperature,
-        "neither_score": max(val_aurocs, key=val_aurocs.get),
+        "neither_score": max(choose_on, key=choose_on.get),
         "val_aurocs": val_aurocs,
         "thresholds": {score: reject_threshold(s["val"], right, y["val"], s["other_val"]) for score, s in scores.items()},
     }
@@ -86,7 +90,10 @@ def split_outputs(cfg: DictConfig, model: keras.Model, embeddings: Embeddings, s
     fine-tuned model (whose backbone no longer matches the cache), the whole model on the images."""
     if cfg.train.fine_tune_layers > 0:
         return {name: predictor(decode(splits, name, cfg, embeddings.source_size)) for name in SPLITS}
-    outputs = {name: outputs_from_features(model, embeddings.features[name], cfg.train.extract_batch_size) for name in SPLITS}
+    outputs = {
+        name: outputs_from_features(model, embeddings.features[name], embeddings.pooled(name, "avg"), cfg.train.extract_batch_size)
+        for name in SPLITS
+    }
     # The cache must describe this model: the saved model, images in, has to agree with it.
     whole = predictor(decode(splits, "test", cfg, embeddings.source_size, count=CACHE_CHECK_IMAGES)).probability
     gap = np.abs(whole - outputs["test"].probability[:CACHE_CHECK_IMAGES]).max()
@@ -102,7 +109,10 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, emb
     predictor = Predictor(model, cfg.train.extract_batch_size)
     outputs = split_outputs(cfg, model, embeddings, splits, predictor)
     y = {name: embeddings.labels[name].astype(int) for name in SPLITS}
-    choices, p, scores = fit_serving(outputs, y, stats)
+    # Small data: figures over every train+val image held out in turn. Not for a fine-tuned model,
+    # whose backbone the cached maps no longer describe.
+    cv = cross_validate(cfg, embeddings) if is_small(embeddings, cfg) and not cfg.train.fine_tune_layers else {}
+    choices, p, scores = fit_serving(outputs, y, stats, cv)
     chosen = choices["neither_score"]
     threshold = choices["thresholds"][chosen]
     settings = replace(
@@ -112,6 +122,7 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, emb
 
     p_raw = {name: out.probability for name, out in outputs.items()}
     metrics = {
+        **cv,
         **binary_metrics(y["val"], p["val"], "val"),
         **binary_metrics(y["test"], p["test"], "test"),
         **{f"{name}_ece_raw": calibration.expected_calibration_error(y[name], p_raw[name]) for name in ("val", "test")},
@@ -184,6 +195,7 @@ def run(cfg: DictConfig) -> dict:
     model = keras.saving.load_model(model_dir / "model.keras")
     embeddings = Embeddings.load(Path(cfg.paths.embeddings) / cfg.backbone.name)
     metrics, settings = evaluate(cfg, model, untrained_settings(cfg, model_dir), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
+    metrics["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6
     plots.training_curves(out_dir / "plots", pd.read_csv(model_dir / "history.csv"))
     settings.save(out_dir / "serving")
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):

@@ -228,8 +228,9 @@ class Predictor:
         return Outputs(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
 
 
-def outputs_from_features(model: keras.Model, features: np.ndarray, batch_size: int) -> Outputs:
-    """What the saved model answers for images whose feature maps are cached: its heads only, no backbone."""
+def outputs_from_features(model: keras.Model, features: np.ndarray, averages: np.ndarray, batch_size: int) -> Outputs:
+    """What the saved model answers for images whose feature maps (and their channel means, the
+    embedding) are cached: its heads only, no backbone."""
     heads = [model.get_layer(f"head_{name}") for name in ("probability", "other_probability")]
     probability, other_probability = (head.predict(features, batch_size=batch_size, verbose=0).ravel() for head in heads)
-    return Outputs(probability, other_probability, pooled(features, "avg"))
+    return Outputs(probability, other_probability, averages)

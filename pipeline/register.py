@@ -1,6 +1,6 @@
 """Stage `register`: metrics/*.json + models/ + evaluation/ -> the best model registered in MLflow, champion.json.
 
-The best backbone by a validation metric is logged as a pyfunc model and registered, unless it is
+The backbone pipeline.choice picks (by a validation metric, or a cross-validated one on small data) is logged as a pyfunc model and registered, unless it is
 the champion already (same code, data and config: the `fingerprint` tag). The alias `champion`
 moves to it only if it scores better than the current champion on this same validation split (the
 champion is re-scored here rather than trusting a number from another split); otherwise it becomes
@@ -27,6 +27,7 @@ from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
+from pipeline.choice import choose
 from pipeline.errors import main_of
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
@@ -47,10 +48,6 @@ def serving_requirements() -> list[str]:
     except PackageNotFoundError:
         tensorflow = f"tensorflow=={version('tensorflow')}"
     return [tensorflow, *(f"{name}=={version(name)}" for name in SERVING_PACKAGES)]
-
-
-def pick_best(scores: dict[str, float], greater_is_better: bool) -> str:
-    return (max if greater_is_better else min)(scores, key=scores.get)
 
 
 def is_better(new: float, old: float, greater_is_better: bool) -> bool:
@@ -134,8 +131,18 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: Se
     )
     candidates = ", ".join(f"`{k.rpartition('val_neither_auroc_')[2]}` (AUROC {v:.3f})" for k, v in metrics.items() if k.startswith("val_neither_auroc_"))
 
-    def interval(metric):
-        return f"{comparison[metric]:.3f} (95% CI {comparison[metric + '_low']:.3f} to {comparison[metric + '_high']:.3f})"
+    def interval(metric, figures=comparison):
+        return f"{figures[metric]:.3f} (95% CI {figures[metric + '_low']:.3f} to {figures[metric + '_high']:.3f})"
+
+    sureness = (
+        f"- How sure: these rest on {comparison['test_images']:.0f} test images; the accuracy is known to about "
+        f"+-{(comparison['accuracy_high'] - comparison['accuracy_low']) / 2:.3f}."
+    )
+    if "cv_accuracy" in metrics:
+        sureness += (
+            f" The data is small, so it was chosen on figures cross-validated over its {metrics['cv_images']:.0f} train+val"
+            f" images ({metrics['cv_folds']:.0f} folds): accuracy {interval('cv_accuracy', metrics)}, ROC AUC {interval('cv_roc_auc', metrics)}."
+        )
 
     return f"""# {cfg.mlflow.registered_model} v{version}
 
@@ -153,6 +160,7 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 - Three-way accuracy {metrics["test_three_way_accuracy"]:.3f}; accuracy on accepted images {metrics["test_accepted_accuracy"]:.3f}.
 - Expected calibration error {metrics["test_ece"]:.3f} (raw {metrics["test_ece_raw"]:.3f}); latency {metrics["latency_ms_per_image"]:.1f} ms per image on the build machine.
 {field}
+{sureness}
 
 ## The "neither" answer
 Score `{settings.neither_score}`, threshold {settings.reject_threshold:.4g}: an image scoring above it is answered
@@ -180,27 +188,25 @@ def split_digest(cfg: DictConfig) -> str:
     return hashlib.sha256(Path(cfg.paths.splits).read_bytes()).hexdigest()
 
 
-def champion_score(client: MlflowClient, cfg: DictConfig, champion, splits: pd.DataFrame) -> float | None:
-    """The champion's score on this val split (None if there is no champion or it cannot be scored):
-    the one recorded when it was registered if that was on this very split, else scored again."""
+def champion_score(client: MlflowClient, cfg: DictConfig, champion, splits: pd.DataFrame, metric: str) -> tuple[float | None, str]:
+    """(the champion's score on this split, the metric it is in); None if there is no champion or it
+    cannot be scored. The score recorded when it was registered if that was on this very split, else
+    its register.metric scored again on this val split (a cross-validated score cannot be: it refits heads)."""
     if champion is None:
-        return None
-    recorded = champion.tags.get(cfg.register.metric)
+        return None, metric
+    recorded = champion.tags.get(metric)
     if recorded is not None and champion.tags.get("split_sha256") == split_digest(cfg):
-        return float(recorded)  # the same images: scoring again would only run the backbone over them again
+        return float(recorded), metric  # the same images: scoring again would only run the backbone over them again
     try:
-        return score_on_val(client.get_model_version_download_uri(champion.name, champion.version), cfg, splits)
+        return score_on_val(client.get_model_version_download_uri(champion.name, champion.version), cfg, splits), cfg.register.metric
     except subprocess.CalledProcessError:
         print(f"register: champion v{champion.version} could not be scored (see above); it will be replaced")
-        return None
+        return None, metric
 
 
 def run(cfg: DictConfig) -> dict:
-    scores = {
-        name: read_json(config.metrics_file(cfg, name))[cfg.register.metric]
-        for name in cfg.compare
-    }
-    best = pick_best(scores, cfg.register.greater_is_better)
+    choice = choose(cfg)
+    best, scores = choice.backbone, choice.scores
     cfg = config.validate(OmegaConf.to_container(cfg), best)
     model_dir = Path(cfg.paths.models) / best
     splits = pd.read_csv(cfg.paths.splits)
@@ -211,20 +217,21 @@ def run(cfg: DictConfig) -> dict:
     client = MlflowClient()
     name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
     champion = current_champion(client, cfg)
-    summary = {"registered_model": name, "backbone": best, "metric": cfg.register.metric, "scores": scores}
+    summary = {"registered_model": name, "backbone": best, "metric": choice.metric, "scores": scores, "reason": choice.reason}
     candidate = fingerprint(cfg, model_dir)
     if champion is not None and champion.tags.get("fingerprint") == candidate:
         summary.update(version=None, previous_champion=int(champion.version), previous_champion_score=None, champion=int(champion.version))
         write_json(cfg.paths.champion, summary)
         print(f"register: {best} is champion v{champion.version} already (same code, data and config); nothing registered")
         return summary
-    old_score = champion_score(client, cfg, champion, splits)
+    old_score, metric = champion_score(client, cfg, champion, splits, choice.metric)
+    new_score = read_json(config.metrics_file(cfg, best))[metric]  # in the metric the champion's score is in
 
     logged = log_candidate(cfg, model_dir, serving_dir, example)
     new_version = logged.registered_model_version
     tags = {
         **tracking.run_tags(cfg), **tracking.weights_tags(recorded_weights(model_dir)),
-        cfg.register.metric: scores[best], "fingerprint": candidate, "split_sha256": split_digest(cfg),
+        choice.metric: scores[best], "fingerprint": candidate, "split_sha256": split_digest(cfg),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
@@ -232,7 +239,7 @@ def run(cfg: DictConfig) -> dict:
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
-    promote = old_score is None or is_better(scores[best], old_score, cfg.register.greater_is_better)
+    promote = old_score is None or is_better(new_score, old_score, cfg.register.greater_is_better)
     # Last step: an alias only ever names a whole model. A version that does not win is the challenger.
     client.set_registered_model_alias(name, alias if promote else cfg.mlflow.challenger_alias, new_version)
 
@@ -243,8 +250,8 @@ def run(cfg: DictConfig) -> dict:
         champion=int(new_version) if promote else int(champion.version),
     )
     write_json(cfg.paths.champion, summary)
-    verdict = "is the new champion" if promote else f"is the challenger: it does not beat champion v{champion.version} ({old_score:.4g})"
-    print(f"register: {best} ({cfg.register.metric}={scores[best]:.4g}) -> {name} v{new_version}, {verdict}")
+    verdict = "is the new champion" if promote else f"is the challenger: its {metric} {new_score:.4g} does not beat champion v{champion.version}'s {old_score:.4g}"
+    print(f"register: {choice.reason} -> {name} v{new_version}, {verdict}")
     return summary
 
 

@@ -35,7 +35,6 @@ from pipeline.model import (
     build_extractor,
     build_head,
     on_feature_maps,
-    pooled,
     trainable_classifier,
     unfreeze,
 )
@@ -59,14 +58,17 @@ def seed_everything(seed: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def fit(model: keras.Model, x, y, validation, cfg: DictConfig, learning_rate: float, epochs: int, callback, class_weight=None) -> pd.DataFrame:
+def fit(
+    model: keras.Model, x, y, validation, cfg: DictConfig, learning_rate: float, epochs: int,
+    callbacks: list = (), class_weight=None, verbose: int = 2,
+) -> pd.DataFrame:
     """Train up to `epochs`, stop when the validation loss stops improving, keep the best epoch."""
     # 32 steps per compiled call: a head's step is far cheaper than Python's dispatch of it.
     model.compile(keras.optimizers.Adam(learning_rate), loss="binary_crossentropy", metrics=["accuracy"], steps_per_execution=32)
     stop = keras.callbacks.EarlyStopping(patience=cfg.train.patience, restore_best_weights=True)
     history = model.fit(
         x, y, validation_data=validation, epochs=epochs, batch_size=cfg.train.batch_size,
-        class_weight=class_weight, callbacks=[callback, stop], verbose=2,
+        class_weight=class_weight, callbacks=[*callbacks, stop], verbose=verbose,
     )
     return pd.DataFrame(history.history)
 
@@ -77,14 +79,24 @@ def balanced(labels: np.ndarray) -> dict[int, float]:
     return {c: len(labels) / (2 * max(n, 1)) for c, n in enumerate(counts)}
 
 
-def fit_other_head(cfg: DictConfig, known: list[np.ndarray], other: list[np.ndarray], val: np.ndarray, other_val: np.ndarray) -> keras.Model:
+def fit_known_head(cfg: DictConfig, x: np.ndarray, y: np.ndarray, validation: tuple, callbacks: list = (), verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
+    """The head on pooled features (cfg.head): airplane (0) vs automobile (1) -> (head, its history)."""
+    head = build_head(x, cfg.head, "probability")
+    history = fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, verbose=verbose)
+    return head, history
+
+
+def fit_other_head(
+    cfg: DictConfig, known: list[np.ndarray], other: list[np.ndarray], val: np.ndarray, other_val: np.ndarray,
+    callbacks: list = (), verbose: int = 2,
+) -> keras.Model:
     """The "neither" head on pooled features: every view of the known images (label 0) against the
     reject-class ones (label 1), the classes weighted alike."""
     x = np.concatenate(known + other)
     y = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
     validation = (np.concatenate([val, other_val]), np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
     head = build_head(x, cfg.neither_head, "other_probability")
-    fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics(prefix="other_epoch_"), balanced(y))
+    fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, balanced(y), verbose)
     return head
 
 
@@ -100,7 +112,7 @@ def fine_tune(
     validation = (images["val"], embeddings.labels["val"])
     history = fit(
         tuned, images["train"], embeddings.labels["train"], validation, cfg, cfg.train.fine_tune_learning_rate,
-        cfg.train.fine_tune_epochs, MlflowEpochMetrics(first_epoch),
+        cfg.train.fine_tune_epochs, [MlflowEpochMetrics(first_epoch)],
     )
     history.index += first_epoch
     return history, embed_splits(cfg, splits, extractor)
@@ -122,12 +134,11 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     @functools.cache
     def vectors(name: str, pooling: str) -> list[np.ndarray]:
         """The split's pooled features, then those of each of its augmented views (pooled once)."""
-        return [pooled(x, pooling) for x in embeddings.with_views(name)]
+        return embeddings.pooled_views(name, pooling)
 
     known = np.concatenate(vectors("train", cfg.head.pooling))
-    head = build_head(known, cfg.head, "probability")
-    validation = (pooled(embeddings.features["val"], cfg.head.pooling), y_val)
-    history = fit(head, known, np.tile(y_train, len(known) // len(y_train)), validation, cfg, cfg.train.learning_rate, cfg.train.epochs, MlflowEpochMetrics())
+    validation = (embeddings.pooled("val", cfg.head.pooling), y_val)
+    head, history = fit_known_head(cfg, known, np.tile(y_train, len(known) // len(y_train)), validation, [MlflowEpochMetrics()])
     head = on_feature_maps(head, cfg.head.pooling, map_shape, "probability")
     del known
 
@@ -140,10 +151,11 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     pooling = cfg.neither_head.pooling
     other_head = fit_other_head(
         cfg, vectors("train", pooling), vectors("other_train", pooling),
-        pooled(embeddings.features["val"], pooling), pooled(embeddings.features["other_val"], pooling),
+        embeddings.pooled("val", pooling), embeddings.pooled("other_val", pooling),
+        [MlflowEpochMetrics(prefix="other_epoch_")],
     )
     other_head = on_feature_maps(other_head, pooling, map_shape, "other_probability")
-    stats = fit_embedding_stats(pooled(embeddings.features["train"], "avg"), y_train)
+    stats = fit_embedding_stats(embeddings.pooled("train", "avg"), y_train)
     return assemble(extractor, head, other_head), history, stats
 
 

@@ -42,6 +42,8 @@ data:
 train:
   epochs: 20
   extract_batch_size: 16
+cross_validation:
+  max_images: 0   # small data's cross-validation has its own test (test_own_photos_e2e.py)
 """
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")]
@@ -64,22 +66,36 @@ def client_for(project: Path) -> MlflowClient:
     return MlflowClient()
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory) -> Path:
-    """A git copy of the tracked files with ../shared beside it, the team data pulled, the tiny preset as this machine's default."""
-    project = tmp_path_factory.mktemp("e2e") / "project"
-    (project.parent / "shared").symlink_to(SHARED)  # ../shared beside the project, as in every clone (paths.field)
+def clone(project: Path, prepare=lambda project: None) -> Path:
+    """A git repository of this checkout's tracked files, as a fresh clone has them, with ../shared
+    beside it (paths.field) and the team's DVC remote; prepare(project) runs before the first commit."""
+    (project.parent / "shared").symlink_to(SHARED)
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for name in tracked.split():
         (project / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, project / name)
+    prepare(project)
+    sh("git", "init", "-q", cwd=project)
+    sh("git", "add", "-A", cwd=project)
+    commit(project, "copy")
+    sh("dvc", "remote", "modify", "--local", "storage", "url", str(SHARED / "dvc-storage"), cwd=project)
+    return project
+
+
+def commit(project: Path, message: str) -> None:
+    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", message, cwd=project)
+
+
+def with_tiny_preset(project: Path) -> None:
     (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET)
     (project / "conf/local").mkdir()  # the machine-local default preset: not committed, honoured by every entry point
     (project / "conf/local/machine.yaml").write_text("# @package _global_\ndefaults:\n  - override /preset: tiny\n")
-    sh("git", "init", "-q", cwd=project)
-    sh("git", "add", "-A", cwd=project)
-    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "copy", cwd=project)
-    sh("dvc", "remote", "modify", "--local", "storage", "url", str(SHARED / "dvc-storage"), cwd=project)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    """A clone with the team data pulled and the tiny preset as this machine's default."""
+    project = clone(tmp_path_factory.mktemp("e2e") / "project", with_tiny_preset)
     sh("dvc", "pull", "-q", "data.dvc", "weights.dvc", cwd=project)
     return project
 
@@ -249,7 +265,7 @@ def test_a_new_head_or_learning_rate_runs_no_backbone(project, first_repro):
 
 def test_exp_run_set_param_reaches_the_stages(project, first_repro):
     sh("git", "add", "-A", cwd=project)
-    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "resnet 40", cwd=project)
+    commit(project, "resnet 40")
     output = sh("dvc", "exp", "run", "-S", "train.epochs=1", "-S", "augment=none", cwd=project, timeout=1200)
     assert {f"train@{b}" for b in BACKBONES} <= stages_run(output)
     params = yaml.safe_load((project / "params.yaml").read_text())
@@ -314,7 +330,7 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
     shows its metrics in `dvc exp show` and logs its runs into the project's own MLflow store,
     tagged with the experiment's name. Two queue workers run them at once."""
     sh("git", "add", "-A", cwd=project)
-    sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", "before the sweep", cwd=project)
+    commit(project, "before the sweep")
     names = {"tiny-none": "augment=none", "tiny-heavy": "augment=heavy"}
     for name, override in names.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, "-S", "train.epochs=3", cwd=project)
