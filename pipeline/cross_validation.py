@@ -29,16 +29,27 @@ def is_small(embeddings: Embeddings, cfg: DictConfig) -> bool:
     return n <= cfg.cross_validation.max_images
 
 
-def corrected_interval(scores: np.ndarray, held_out_share: float) -> tuple[float, float, float]:
-    """(mean, low, high): a 95% t-interval of the mean fold score with Nadeau and Bengio's correction.
+def corrected_interval(scores: np.ndarray, held_out_share: float, photos: int) -> tuple[float, float, float]:
+    """(mean, low, high): a 95% t-interval of the mean fold score with Nadeau and Bengio's correction,
+    never narrower than a proportion's Wilson interval on the photos it rests on.
 
     The folds share most of their training images, so their scores are correlated and the plain
-    standard error is far too small; the corrected variance adds held-out/training to 1/n.
+    standard error is far too small; the corrected variance adds held-out/training to 1/n. And folds
+    that all score 1.0 have no spread at all, though 80 photos cannot show a perfect model: the
+    Wilson interval says what that many photos can show.
     """
     n, mean = len(scores), float(np.mean(scores))
     variance = (1 / n + held_out_share / (1 - held_out_share)) * np.var(scores, ddof=1)
     half = float(stats.t.ppf(0.975, n - 1) * np.sqrt(variance))
-    return mean, max(mean - half, 0.0), min(mean + half, 1.0)
+    wilson_low, wilson_high = proportion_confint(mean, photos)
+    return mean, max(min(mean - half, wilson_low), 0.0), min(max(mean + half, wilson_high), 1.0)
+
+
+def proportion_confint(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion p observed on n items."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(centre - half), float(centre + half)
 
 
 def cross_validate(cfg: DictConfig, embeddings: Embeddings) -> dict[str, float]:
@@ -68,7 +79,8 @@ def cross_validate(cfg: DictConfig, embeddings: Embeddings) -> dict[str, float]:
     held_out_share = 1 / cfg.cross_validation.folds
     metrics = {"cv_images": float(len(strata)), "cv_folds": float(len(found["accuracy"]))}
     for name, scores in found.items():
-        mean, low, high = corrected_interval(np.array(scores), held_out_share)
+        photos = n_known if name in ("accuracy", "roc_auc") else len(strata)  # what the score is measured on
+        mean, low, high = corrected_interval(np.array(scores), held_out_share, photos)
         metrics.update({f"cv_{name}": mean, f"cv_{name}_low": low, f"cv_{name}_high": high})
     return metrics
 

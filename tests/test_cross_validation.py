@@ -13,7 +13,7 @@ from pipeline.weights import WeightsSource
 
 def test_corrected_interval_is_wider_than_the_plain_one_and_holds_the_mean():
     scores = np.array([0.8, 0.9, 0.85, 0.95, 0.75, 0.9, 0.85, 0.8, 0.9, 0.85])
-    mean, low, high = corrected_interval(scores, held_out_share=0.2)
+    mean, low, high = corrected_interval(scores, held_out_share=0.2, photos=1000)
     assert mean == pytest.approx(scores.mean())
     assert low < mean < high <= 1
     plain = 2.262 * scores.std(ddof=1) / np.sqrt(len(scores))  # t(0.975, 9): folds taken as independent
@@ -21,7 +21,13 @@ def test_corrected_interval_is_wider_than_the_plain_one_and_holds_the_mean():
 
 
 def test_corrected_interval_stays_within_0_and_1():
-    assert corrected_interval(np.array([1.0, 0.9, 1.0, 0.7, 1.0]), 0.2)[2] == 1.0
+    assert corrected_interval(np.array([1.0, 0.9, 1.0, 0.7, 1.0]), 0.2, photos=50)[2] == 1.0
+
+
+def test_perfect_folds_on_few_photos_still_leave_doubt():
+    """Every fold at 1.0 has no spread, but 50 photos cannot show a perfect model (Wilson: 0.93)."""
+    mean, low, high = corrected_interval(np.ones(15), 0.2, photos=50)
+    assert mean == high == 1.0 and 0.9 < low < 0.95
 
 
 def metrics(tmp_path, backbone: str, **values) -> None:
