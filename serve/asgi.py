@@ -1,15 +1,16 @@
 """HTTP requests -> MLflow's own scoring app for the champion, behind a guard: limits, clean 4xx errors.
 
 Run:  uvicorn --factory serve.asgi:create_app --host 127.0.0.1 --port 5000
-      (MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES, SERVE_MAX_IMAGES and
-      SERVE_MAX_CONCURRENT are read from the environment)
+      (MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES, SERVE_MAX_IMAGES, SERVE_MAX_CONCURRENT
+      and SERVE_BODY_SECONDS are read from the environment)
 
 MLflow's app (the one `mlflow models serve` runs) still does all the work: /ping, /version, JSON
 and Parquet parsing, base64 decoding, the signature check and predict. The guard only adds what
 MLflow cannot be told to do: it refuses bodies over a size limit (from Content-Length when it is
 declared, before reading), batches over an image limit, JSON nested past Python's recursion limit
 and CSV (which cannot carry bytes); it checks a JSON batch item by item so an error names the item;
-it answers 503 with Retry-After when SERVE_MAX_CONCURRENT requests are already being predicted;
+it answers 503 with Retry-After when SERVE_MAX_CONCURRENT requests are already being predicted,
+and 408 to a body that has not arrived whole within SERVE_BODY_SECONDS (a slow client holds no slot);
 it hides the API docs routes; and it rewrites error bodies, in which MLflow echoes the input back
 (image bytes included) and, for unexpected errors, its stack trace. The model is loaded and warmed
 up before the server listens, so /ping answers only when a request would be fast.
@@ -29,6 +30,7 @@ from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guar
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
 DEFAULT_MAX_IMAGES = 64  # per request: a batch costs memory and time in proportion; clients send more requests
 DEFAULT_MAX_CONCURRENT = 4  # requests predicting at once; on 2 cores more only queue up and time out together
+DEFAULT_BODY_SECONDS = 30.0  # for a whole body to arrive: 20 MiB at under 1 MB/s is not a client, it is a stall
 DRAIN_BYTES = 2**20  # of a refused body, at most this much past the limit is read and dropped (see drain)
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
 HIDDEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")  # FastAPI's, not our API
@@ -39,6 +41,7 @@ class Limits:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     max_images: int = DEFAULT_MAX_IMAGES
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
+    body_seconds: float = DEFAULT_BODY_SECONDS
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -46,6 +49,7 @@ class Limits:
             int(os.environ.get("SERVE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES)),
             int(os.environ.get("SERVE_MAX_IMAGES", DEFAULT_MAX_IMAGES)),
             int(os.environ.get("SERVE_MAX_CONCURRENT", DEFAULT_MAX_CONCURRENT)),
+            float(os.environ.get("SERVE_BODY_SECONDS", DEFAULT_BODY_SECONDS)),
         )
 
 
@@ -169,7 +173,6 @@ class Guard:
     def __init__(self, app, limits: Limits):
         self.app = app
         self.limits = limits
-        self.max_body_bytes = limits.max_body_bytes
         self.predicting = 0  # requests handed to MLflow and not yet answered
 
     async def __call__(self, scope, receive, send):
@@ -178,14 +181,19 @@ class Guard:
         if scope["type"] != "http" or scope["path"] != "/invocations":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
-        limit = f"the body is over the limit of {self.max_body_bytes} bytes; send fewer or smaller images"
+        limit = f"the body is over the limit of {self.limits.max_body_bytes} bytes; send fewer or smaller images"
         too_large = {"error_code": "REQUEST_LIMIT_EXCEEDED", "message": limit}
         declared = int(headers.get(b"content-length", b"0") or 0)
-        if declared > self.max_body_bytes:  # decided from the header, before a byte of the body is kept
-            if declared <= self.max_body_bytes + DRAIN_BYTES:
+        if declared > self.limits.max_body_bytes:  # decided from the header, before a byte of the body is kept
+            if declared <= self.limits.max_body_bytes + DRAIN_BYTES:
                 await self.drain(receive)
             return await respond(send, 413, too_large)
-        body, over = await self.read_body(receive)
+        try:
+            async with asyncio.timeout(self.limits.body_seconds):
+                body, over = await self.read_body(receive)
+        except TimeoutError:
+            slow = f"the body did not arrive within {self.limits.body_seconds:g} s (SERVE_BODY_SECONDS); send it again"
+            return await respond(send, 408, {"error_code": "REQUEST_TIMEOUT", "message": slow}, ((b"connection", b"close"),))
         if over:
             return await respond(send, 413, too_large)
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -244,11 +252,11 @@ class Guard:
                 break
             size += len(message.get("body", b""))
             more = message.get("more_body", False)
-            if size > self.max_body_bytes + DRAIN_BYTES:
+            if size > self.limits.max_body_bytes + DRAIN_BYTES:
                 break
-            if size <= self.max_body_bytes:
+            if size <= self.limits.max_body_bytes:
                 chunks.append(message.get("body", b""))
-        return (b"", True) if size > self.max_body_bytes else (b"".join(chunks), False)
+        return (b"", True) if size > self.limits.max_body_bytes else (b"".join(chunks), False)
 
     async def drain(self, receive) -> None:
         """Read and drop a refused body, at most DRAIN_BYTES past the limit.
@@ -261,7 +269,7 @@ class Guard:
         for _ in range(100_000):  # bounded; the size limit ends it first
             message = await receive()
             size += len(message.get("body", b""))
-            if message["type"] == "http.disconnect" or not message.get("more_body") or size > self.max_body_bytes + DRAIN_BYTES:
+            if message["type"] == "http.disconnect" or not message.get("more_body") or size > self.limits.max_body_bytes + DRAIN_BYTES:
                 return
 
 

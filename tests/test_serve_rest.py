@@ -106,6 +106,7 @@ def servers(tracking_uri, tmp_path_factory):
         "MODEL_URI": f"models:/{MODEL_NAME}@champion",
         "SERVE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "SERVE_MAX_CONCURRENT": "1",  # so that two requests at once show the 503
+        "SERVE_BODY_SECONDS": "2",  # so that a stalled body shows the 408 quickly
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `mlflow models serve` runs `uvicorn` from PATH
     }
     ports = {"mlflow": free_port(), "guarded": free_port()}
@@ -269,6 +270,9 @@ def test_limits_refuse_before_the_work_and_the_server_keeps_answering(servers):
     # A 4 GB Content-Length followed by a few bytes: the 413 comes from the header, without waiting for the body.
     head = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000000000\r\n\r\n{}"
     assert raw_exchange(url, head).startswith(b"HTTP/1.1 413"), "no 413 before the body"
+    # A body that stalls (10 of 100 declared bytes, then nothing): 408 after SERVE_BODY_SECONDS, its slot freed.
+    stalled = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"datafra"
+    assert raw_exchange(url, stalled).startswith(b"HTTP/1.1 408"), "no 408 for a stalled body"
     for route in ("/docs", "/redoc", "/openapi.json"):
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(url.replace("/invocations", route), timeout=10)
