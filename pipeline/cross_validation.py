@@ -9,6 +9,7 @@ fits, not backbone runs. The test split is untouched: its figures stay the final
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 from omegaconf import DictConfig
 from scipy import stats
@@ -93,6 +94,7 @@ def predict(head, x: np.ndarray) -> np.ndarray:
 def score_fold(cfg: DictConfig, vectors: dict, y: np.ndarray, rows: tuple, seed: int) -> dict[str, float]:
     """Fit both heads and the embedding statistics on a fold's training rows -> scores on its held-out rows."""
     fit_k, held_k, fit_o, held_o = rows
+    keras.utils.set_random_seed(seed)  # the heads' initial weights and batch order: the same figures on every run
 
     def stopping_split(indices: np.ndarray, labels: np.ndarray):
         return train_test_split(indices, test_size=STOPPING_SHARE, stratify=labels, random_state=seed)

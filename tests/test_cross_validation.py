@@ -86,6 +86,7 @@ def test_cross_validation_refits_the_real_heads_and_reports_intervals():
     for name in ("accuracy", "roc_auc", "neither_auroc_other_probability", "neither_auroc_embedding_distance"):
         assert found[f"cv_{name}_low"] <= found[f"cv_{name}"] <= found[f"cv_{name}_high"], name
     assert found["cv_accuracy"] > 0.8 and found["cv_roc_auc"] > 0.9  # separable clusters: the heads learn them
+    assert cross_validate(cfg, embeddings) == found  # seeded per fold: `dvc repro` gets the same figures again
     assert not is_small(embeddings, config.compose(["cross_validation.max_images=50"]))
 
 
