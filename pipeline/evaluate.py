@@ -1,14 +1,15 @@
 """Stage `evaluate@<backbone>`: models/<backbone>/ + embeddings/<backbone>/ + splits.csv + data/ + the field photos ->
 metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
 
-On small data (cross_validation.max_images) it also cross-validates the heads over train+val (cv_*,
-pipeline/cross_validation.py), and chooses the "neither" score on that. Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
+Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
 best separates the reject-class validation images, the threshold with the best validation three-way
 accuracy, each class weighted alike). Then measures everything on test, and on the real photos of paths.field
 (field_*), which nothing is fitted or chosen on. The splits are scored by the model's heads on the
 embed stage's cached feature maps, so no backbone runs over the team data here. The same metrics dict goes to metrics/<backbone>.json (DVC)
-and to the backbone's MLflow run, with the plots as artifacts.
+and to the backbone's MLflow run, with the plots as artifacts. On small data (cross_validation.max_images)
+it also cross-validates the heads over train+val (cv_*, pipeline/cross_validation.py) and chooses the
+"neither" score on that.
 """
 
 from __future__ import annotations

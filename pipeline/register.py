@@ -1,7 +1,7 @@
 """Stage `register`: metrics/*.json + models/ + evaluation/ -> the best model registered in MLflow, champion.json.
 
-The backbone pipeline.choice picks (by a validation metric, or a cross-validated one on small data) is logged as a pyfunc model and registered, unless it is
-the champion already (same code, data and config: the `fingerprint` tag). The alias `champion`
+The backbone pipeline.choice picks (by a validation metric; on small data, a cross-validated one)
+is logged as a pyfunc model and registered, unless it is the champion already (same code, data and config: the `fingerprint` tag). The alias `champion`
 moves to it only if it scores better than the current champion on this same validation split (the
 champion is re-scored here rather than trusting a number from another split); otherwise it becomes
 the `challenger`.
@@ -225,13 +225,16 @@ def run(cfg: DictConfig) -> dict:
         print(f"register: {best} is champion v{champion.version} already (same code, data and config); nothing registered")
         return summary
     old_score, metric = champion_score(client, cfg, champion, splits, choice.metric)
-    new_score = read_json(config.metrics_file(cfg, best))[metric]  # in the metric the champion's score is in
+    best_metrics = read_json(config.metrics_file(cfg, best))
+    new_score = best_metrics[metric]  # in the metric the champion's score is in
 
     logged = log_candidate(cfg, model_dir, serving_dir, example)
     new_version = logged.registered_model_version
     tags = {
         **tracking.run_tags(cfg), **tracking.weights_tags(recorded_weights(model_dir)),
-        choice.metric: scores[best], "fingerprint": candidate, "split_sha256": split_digest(cfg),
+        # Both scores, so that a later candidate on this split compares with a recorded one either way.
+        **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric}},
+        "fingerprint": candidate, "split_sha256": split_digest(cfg),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
