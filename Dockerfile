@@ -6,8 +6,9 @@
 #   mlflow artifacts download -u models:/airplane-automobile-classifier@champion -d model_dir
 #   docker build -t airplane-automobile .                       # --build-arg BASE_IMAGE=... where no registry is reachable
 #   docker run -p 5000:8080 airplane-automobile                 # PORT=... to change the port inside
+#   docker build --target page -t airplane-automobile-page .    # the web page, on $PORT (a PaaS sets it)
 ARG BASE_IMAGE=python:3.11.7-slim
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS serving
 
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/mlflow
@@ -34,3 +35,17 @@ HEALTHCHECK --interval=30s --timeout=3s --start-period=120s \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/ping\", timeout=2)"]
 # Exec form: SIGTERM reaches the server itself, which stops within 2 s.
 CMD ["python", "-m", "serve.asgi"]
+
+# The web page, the same way: the same model and code, Streamlit on $PORT (Heroku and other PaaS
+# set it at run time, so it is read when the container starts; `exec` keeps SIGTERM reaching it).
+FROM serving AS page
+USER root
+RUN pip install streamlit==1.67.0
+USER serving
+ENV PORT=8501
+HEALTHCHECK --interval=30s --timeout=3s --start-period=120s \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/_stcore/health\", timeout=2)"]
+CMD ["sh", "-c", "exec streamlit run serve/app.py --server.port=$PORT --server.address=0.0.0.0 --server.headless=true --browser.gatherUsageStats=false"]
+
+# The default target (`docker build .`): the serving image.
+FROM serving

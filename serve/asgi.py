@@ -1,8 +1,8 @@
 """HTTP requests -> MLflow's own scoring app for the champion, behind a guard: limits, clean 4xx errors.
 
-Run:  uvicorn --factory serve.asgi:create_app --host 127.0.0.1 --port 5000
-      (MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES, SERVE_MAX_IMAGES, SERVE_MAX_CONCURRENT
-      and SERVE_BODY_SECONDS are read from the environment)
+Run:  python -m serve.asgi   (HOST, PORT, MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES,
+      SERVE_MAX_IMAGES, SERVE_MAX_CONCURRENT, SERVE_BODY_SECONDS and SERVE_HEAD_SECONDS are read
+      from the environment)
 
 MLflow's app (the one `mlflow models serve` runs) still does all the work: /ping, /version, JSON
 and Parquet parsing, base64 decoding, the signature check and predict. The guard only adds what
@@ -25,12 +25,15 @@ import json
 import os
 from dataclasses import dataclass
 
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guard loads no TensorFlow
 
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
 DEFAULT_MAX_IMAGES = 64  # per request: a batch costs memory and time in proportion; clients send more requests
 DEFAULT_MAX_CONCURRENT = 4  # requests predicting at once; on 2 cores more only queue up and time out together
 DEFAULT_BODY_SECONDS = 30.0  # for a whole body to arrive: 20 MiB at under 1 MB/s is not a client, it is a stall
+DEFAULT_HEAD_SECONDS = 10.0  # for a request's head (line and headers) to arrive on a new or kept-alive connection
 DRAIN_BYTES = 2**20  # of a refused body, at most this much past the limit is read and dropped (see drain)
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
 HIDDEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")  # FastAPI's, not our API
@@ -273,11 +276,38 @@ class Guard:
                 return
 
 
+class HeadTimeoutProtocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, plus what it lacks: a connection whose request head has not
+    arrived whole within SERVE_HEAD_SECONDS, from its opening or from the last answer, is closed.
+
+    uvicorn times out only a kept-alive connection that sends nothing after an answer; a socket that
+    never sends, or sends its headers a byte at a time, it holds for ever.
+    """
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.wait_for_head()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self.wait_for_head()
+
+    def wait_for_head(self) -> None:
+        waiting_since = self.cycle  # a new request's head makes a new cycle
+
+        def close_if_still_waiting() -> None:
+            if self.cycle is waiting_since and not self.transport.is_closing():
+                self.transport.close()
+
+        self.loop.call_later(float(os.environ.get("SERVE_HEAD_SECONDS", DEFAULT_HEAD_SECONDS)), close_if_still_waiting)
+
+
 def main() -> None:
     """`python -m serve.asgi`: the guarded app on $HOST:$PORT (default 127.0.0.1:5000).
 
     The port is checked before the model loads (a busy port is said at once, not after the load),
-    and SIGTERM ends the server within 2 s (a container's `docker stop`).
+    and SIGTERM ends the server within 2 s (a container's `docker stop`). Idle connections close
+    after 5 s, and connections still sending a request head after SERVE_HEAD_SECONDS.
     """
     import socket
 
@@ -290,7 +320,10 @@ def main() -> None:
             probe.bind((host, port))
         except OSError as err:
             raise SystemExit(f"error: cannot listen on {host}:{port}: {err.strerror}") from None
-    uvicorn.run("serve.asgi:create_app", factory=True, host=host, port=port, timeout_keep_alive=5, timeout_graceful_shutdown=2)
+    uvicorn.run(
+        "serve.asgi:create_app", factory=True, host=host, port=port, http=HeadTimeoutProtocol,
+        timeout_keep_alive=5, timeout_graceful_shutdown=2,
+    )
 
 
 if __name__ == "__main__":

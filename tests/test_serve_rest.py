@@ -107,6 +107,7 @@ def servers(tracking_uri, tmp_path_factory):
         "SERVE_MAX_BODY_BYTES": str(MAX_BODY_BYTES),
         "SERVE_MAX_CONCURRENT": "1",  # so that two requests at once show the 503
         "SERVE_BODY_SECONDS": "2",  # so that a stalled body shows the 408 quickly
+        "SERVE_HEAD_SECONDS": "2",  # and a stalled request head its closed connection
         "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),  # `mlflow models serve` runs `uvicorn` from PATH
     }
     ports = {"mlflow": free_port(), "guarded": free_port()}
@@ -258,6 +259,19 @@ def raw_exchange(url: str, head: bytes, timeout_s: float = 10) -> bytes:
     return answer
 
 
+def closed_within(url: str, head: bytes, seconds: float) -> bool:
+    """Send head, then nothing: whether the server closes the connection within seconds."""
+    import socket
+
+    host, port = urllib.parse.urlsplit(url).hostname, urllib.parse.urlsplit(url).port
+    with socket.create_connection((host, port), timeout=seconds) as connection:
+        connection.sendall(head)
+        try:
+            return connection.recv(65536) == b""  # end of stream: closed by the server, unanswered
+        except TimeoutError:
+            return False
+
+
 def test_limits_refuse_before_the_work_and_the_server_keeps_answering(servers):
     url = servers["guarded"]
     tiny_png = encode(gradient(1, 1), "PNG")
@@ -273,6 +287,9 @@ def test_limits_refuse_before_the_work_and_the_server_keeps_answering(servers):
     # A body that stalls (10 of 100 declared bytes, then nothing): 408 after SERVE_BODY_SECONDS, its slot freed.
     stalled = b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"datafra"
     assert raw_exchange(url, stalled).startswith(b"HTTP/1.1 408"), "no 408 for a stalled body"
+    # A connection that sends nothing, and one whose head stalls halfway: closed after SERVE_HEAD_SECONDS.
+    for head in (b"", b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-"):
+        assert closed_within(url, head, seconds=8), f"a connection that sent {head!r} was still open after 8 s"
     for route in ("/docs", "/redoc", "/openapi.json"):
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(url.replace("/invocations", route), timeout=10)
@@ -360,6 +377,27 @@ def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
         status, body = post(f"http://127.0.0.1:{port}/invocations", split(encode(gradient(), "JPEG")))
         assert status == 200, body
         check_verdicts(body, 1)
+    finally:
+        stop(process)
+
+
+def test_the_page_images_command_honours_port(tracking_uri, tmp_path):
+    """The Dockerfile's page target's command, run as its container runs it (sh, PORT set at start), serves the page on PORT."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    page_stage = dockerfile.partition("FROM serving AS page")[2].partition("\nFROM ")[0]
+    command = json.loads(next(line for line in page_stage.splitlines() if line.startswith("CMD "))[4:])
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+    }
+    env.pop("MODEL_URI", None)
+    env.pop("SERVING_URL", None)
+    process = launch(command, env, tmp_path / "page.log")
+    try:
+        wait_until_up(process, f"http://127.0.0.1:{port}/_stcore/health", tmp_path / "page.log", limit_s=60)
     finally:
         stop(process)
 
