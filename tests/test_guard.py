@@ -36,10 +36,15 @@ def test_bad_requests_are_named_item_by_item():
 
 
 def test_a_batch_over_the_image_limit_or_json_nested_too_deep_is_refused_before_mlflow_reads_it():
-    records = {"dataframe_records": [{}] * 1_000_000}  # a million empty items, about 4 MB
-    assert guard_problem(body(records), 64) == (413, "1000000 images in one request, over the limit of 64 (SERVE_MAX_IMAGES); send several requests")
+    records = {"dataframe_records": [{}] * 1_000_000}  # a million empty items, about 4 MB: refused unparsed
+    assert guard_problem(body(records), 64) == (
+        413, "1000002 JSON arrays and objects in one request, more than 64 images (SERVE_MAX_IMAGES) need; send several requests"
+    )
     split = {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[IMAGE]] * 65}}
     assert guard_problem(body(split), 64)[0] == 413 and problem(body(split), 65) is None
+    assert guard_problem(body({"dataframe_records": [{IMAGE_COLUMN: IMAGE}] * 64}), 64) is None  # the limit itself passes
+    few = {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[IMAGE]] * 100}}  # under the count, over the limit
+    assert guard_problem(body(few), 64) == (413, "100 images in one request, over the limit of 64 (SERVE_MAX_IMAGES); send several requests")
     status, message = guard_problem(b"[" * 100_000 + b"]" * 100_000, 64)
     assert status == 400 and "nested too deeply" in message
 
