@@ -35,7 +35,6 @@ DEFAULT_MAX_CONCURRENT = 4  # requests predicting at once; on 2 cores more only 
 DEFAULT_BODY_SECONDS = 30.0  # for a whole body to arrive: 20 MiB at under 1 MB/s is not a client, it is a stall
 DEFAULT_HEAD_SECONDS = 10.0  # for a request's head (line and headers) to arrive on a new or kept-alive connection
 DRAIN_BYTES = 2**20  # of a refused body, at most this much past the limit is read and dropped (see drain)
-WARM_UP_PREDICTIONS = 3  # the first call traces the forward; the next ones settle the allocator and caches
 NESTED = b"[" * 32  # brackets in a row: a request of ours nests three deep at most
 ITEM_SLACK = 64  # arrays and objects beyond two per image: the request's own, columns, params
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
@@ -83,19 +82,15 @@ def create_app(model_uri: str | None = None, limits: Limits | None = None):
 
 
 def warm_up(model) -> None:
-    """Predictions before the server listens, on a photo-sized JPEG as people send (decoder, resize and
-    the model's traced forward all run once): the first real request then costs what the tenth does."""
+    """One prediction before the server listens: the first real request then costs what the tenth does."""
     import io
 
-    import numpy as np
     import pandas as pd
     from PIL import Image
 
-    noise = np.random.default_rng(0).integers(0, 256, (768, 1024, 3), dtype=np.uint8)
-    jpeg = io.BytesIO()
-    Image.fromarray(noise).save(jpeg, "JPEG", quality=90)
-    for _ in range(WARM_UP_PREDICTIONS):
-        model.predict(pd.DataFrame({IMAGE_COLUMN: [jpeg.getvalue()]}))
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64), "gray").save(png, "PNG")
+    model.predict(pd.DataFrame({IMAGE_COLUMN: [png.getvalue()]}))
 
 
 def image_column(request: dict) -> list | None:
