@@ -47,6 +47,7 @@ class Limits:
     max_images: int = DEFAULT_MAX_IMAGES
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     body_seconds: float = DEFAULT_BODY_SECONDS
+    head_seconds: float = DEFAULT_HEAD_SECONDS  # applied by HeadTimeoutProtocol, below the app
 
     @classmethod
     def from_environment(cls) -> Limits:
@@ -55,6 +56,7 @@ class Limits:
             int(os.environ.get("SERVE_MAX_IMAGES", DEFAULT_MAX_IMAGES)),
             int(os.environ.get("SERVE_MAX_CONCURRENT", DEFAULT_MAX_CONCURRENT)),
             float(os.environ.get("SERVE_BODY_SECONDS", DEFAULT_BODY_SECONDS)),
+            float(os.environ.get("SERVE_HEAD_SECONDS", DEFAULT_HEAD_SECONDS)),
         )
 
 
@@ -295,6 +297,10 @@ class HeadTimeoutProtocol(H11Protocol):
     never sends, or sends its headers a byte at a time, it holds for ever.
     """
 
+    def __init__(self, *args, head_seconds: float = DEFAULT_HEAD_SECONDS, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.head_seconds = head_seconds
+
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self.wait_for_head()
@@ -310,7 +316,7 @@ class HeadTimeoutProtocol(H11Protocol):
             if self.cycle is waiting_since and not self.transport.is_closing():
                 self.transport.close()
 
-        self.loop.call_later(float(os.environ.get("SERVE_HEAD_SECONDS", DEFAULT_HEAD_SECONDS)), close_if_still_waiting)
+        self.loop.call_later(self.head_seconds, close_if_still_waiting)
 
 
 def main() -> None:
@@ -320,6 +326,7 @@ def main() -> None:
     and SIGTERM ends the server within 2 s (a container's `docker stop`). Idle connections close
     after 5 s, and connections still sending a request head after SERVE_HEAD_SECONDS.
     """
+    import functools
     import socket
 
     import uvicorn
@@ -332,7 +339,8 @@ def main() -> None:
         except OSError as err:
             raise SystemExit(f"error: cannot listen on {host}:{port}: {err.strerror}") from None
     uvicorn.run(
-        "serve.asgi:create_app", factory=True, host=host, port=port, http=HeadTimeoutProtocol,
+        "serve.asgi:create_app", factory=True, host=host, port=port,
+        http=functools.partial(HeadTimeoutProtocol, head_seconds=Limits.from_environment().head_seconds),
         timeout_keep_alive=5, timeout_graceful_shutdown=2,
     )
 
