@@ -360,18 +360,25 @@ def test_streamlit_page_through_the_endpoint(servers, monkeypatch):
     assert [e.value for e in page.error] == ["notes.png: HTTP 400: image 0: not an image (no format Pillow reads recognises it)"]
 
 
-def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
-    """The Procfile's web process, run as a platform would (a shell, PORT set), serves the champion on PORT."""
-    command = (ROOT / "Procfile").read_text().partition("web:")[2].strip()
-    port = free_port()
+def platform_env(port: int, tracking_uri: str) -> dict:
+    """The environment a platform gives a process: PORT set, our executables on PATH, the model the
+    default one (the configured registered model @champion, loaded by the process itself)."""
     env = {
         **os.environ,
         "PORT": str(port),
         "MLFLOW_TRACKING_URI": tracking_uri,
         "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
     }
-    env.pop("MODEL_URI", None)  # the default: the configured registered model @champion
-    process = launch(["bash", "-c", command], env, tmp_path / "web.log")
+    for name in ("MODEL_URI", "SERVING_URL"):
+        env.pop(name, None)
+    return env
+
+
+def test_procfile_web_command_honours_port(tracking_uri, tmp_path):
+    """The Procfile's web process, run as a platform would (a shell, PORT set), serves the champion on PORT."""
+    command = (ROOT / "Procfile").read_text().partition("web:")[2].strip()
+    port = free_port()
+    process = launch(["bash", "-c", command], platform_env(port, tracking_uri), tmp_path / "web.log")
     try:
         wait_until_up(process, f"http://127.0.0.1:{port}/ping", tmp_path / "web.log")
         status, body = post(f"http://127.0.0.1:{port}/invocations", split(encode(gradient(), "JPEG")))
@@ -387,15 +394,7 @@ def test_the_page_images_command_honours_port(tracking_uri, tmp_path):
     page_stage = dockerfile.partition("FROM serving AS page")[2].partition("\nFROM ")[0]
     command = json.loads(next(line for line in page_stage.splitlines() if line.startswith("CMD "))[4:])
     port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "MLFLOW_TRACKING_URI": tracking_uri,
-        "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-    }
-    env.pop("MODEL_URI", None)
-    env.pop("SERVING_URL", None)
-    process = launch(command, env, tmp_path / "page.log")
+    process = launch(command, platform_env(port, tracking_uri), tmp_path / "page.log")
     try:
         wait_until_up(process, f"http://127.0.0.1:{port}/_stcore/health", tmp_path / "page.log", limit_s=60)
     finally:
