@@ -110,6 +110,9 @@ class RegisterConfig:
     metric: str  # what the champion is chosen on (a validation metric)
     small_data_metric: str  # the same, cross-validated: what it is chosen on when the data is small
     greater_is_better: bool
+    runtime: str  # "openvino" or "keras": what the served model runs (see conf/register/default.yaml)
+    openvino_precisions: list[str]  # tried in order: "bf16", "f32"
+    max_flip_rate: float  # share of validation answers OpenVINO may change from Keras'
 
 
 @dataclass
@@ -160,13 +163,16 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
     for name, spec in typed.backbones.items():
         if spec.input_size < spec.min_input_size:
             raise ConfigError(
-                f"backbones.{name}.input_size={spec.input_size} is below {spec.min_input_size}, "
-                f"the smallest input {spec.application} accepts"
+                f"backbones.{name}.input_size={spec.input_size} is below {spec.min_input_size}, the smallest input {spec.application} accepts"
             )
         if spec.precision not in PRECISIONS:
             raise ConfigError(f"backbones.{name}.precision must be one of {PRECISIONS}, not {spec.precision!r}")
     if not typed.register.metric.startswith("val_"):
         raise ConfigError(f"register.metric must be a validation metric (val_*), not {typed.register.metric!r}")
+    if typed.register.runtime not in ("openvino", "keras"):
+        raise ConfigError(f"register.runtime must be openvino or keras, not {typed.register.runtime!r}")
+    if unknown := set(typed.register.openvino_precisions) - {"bf16", "f32"}:
+        raise ConfigError(f"register.openvino_precisions: {sorted(unknown)} unknown; use bf16 and/or f32")
     if not typed.register.small_data_metric.startswith("cv_"):
         raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
     if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 # isort: off
 from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow starts up without chatter)
+
 # isort: on
 import keras
 import mlflow
@@ -34,8 +35,8 @@ from pipeline.errors import main_of
 from pipeline.images import load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
-from pipeline.model import Outputs, Predictor, outputs_from_features
-from pipeline.serving_settings import ServingSettings
+from pipeline.model import Predictor, outputs_from_features
+from pipeline.serving_settings import Outputs, ServingSettings
 from pipeline.weights import WeightsSource
 
 SPLITS = ("val", "test", "other_val", "other_test")
@@ -68,10 +69,7 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
         temperature = 1.0
     p = {name: calibration.apply_temperature(p_raw[name], temperature) for name in outputs}
     scores = {
-        score: {
-            name: calibration.neither_score(score, p[name], out.other_probability, out.embedding, stats)
-            for name, out in outputs.items()
-        }
+        score: {name: calibration.neither_score(score, p[name], out.other_probability, out.embedding, stats) for name, out in outputs.items()}
         for score in calibration.SCORES
     }
     val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
@@ -92,8 +90,7 @@ def split_outputs(cfg: DictConfig, model: keras.Model, embeddings: Embeddings, s
     if cfg.train.fine_tune_layers > 0:
         return {name: predictor(decode(splits, name, cfg, embeddings.source_size)) for name in SPLITS}
     outputs = {
-        name: outputs_from_features(model, embeddings.features[name], embeddings.pooled(name, "avg"), cfg.train.extract_batch_size)
-        for name in SPLITS
+        name: outputs_from_features(model, embeddings.features[name], embeddings.pooled(name, "avg"), cfg.train.extract_batch_size) for name in SPLITS
     }
     # The cache must describe this model: the saved model, images in, has to agree with it.
     whole = predictor(decode(splits, "test", cfg, embeddings.source_size, count=CACHE_CHECK_IMAGES)).probability
@@ -103,7 +100,9 @@ def split_outputs(cfg: DictConfig, model: keras.Model, embeddings: Embeddings, s
     return outputs
 
 
-def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, embeddings: Embeddings, splits: pd.DataFrame, out_dir: Path) -> tuple[dict, ServingSettings]:
+def evaluate(
+    cfg: DictConfig, model: keras.Model, settings: ServingSettings, embeddings: Embeddings, splits: pd.DataFrame, out_dir: Path
+) -> tuple[dict, ServingSettings]:
     """Score every split, fit what serving applies, measure it -> (metrics, the fitted settings)."""
     classes = list(cfg.data.classes)
     stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
@@ -117,7 +116,10 @@ def evaluate(cfg: DictConfig, model: keras.Model, settings: ServingSettings, emb
     chosen = choices["neither_score"]
     threshold = choices["thresholds"][chosen]
     settings = replace(
-        settings, temperature=choices["temperature"], neither_score=chosen, reject_threshold=threshold,
+        settings,
+        temperature=choices["temperature"],
+        neither_score=chosen,
+        reject_threshold=threshold,
         accept_rate=float((scores[chosen]["val"] <= threshold).mean()),
     )
 
@@ -165,7 +167,7 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     metrics = {}
     for score in calibration.SCORES:
         candidate = replace(settings, neither_score=score, reject_threshold=thresholds[score])
-        rows = candidate.verdicts(out.probability, out.other_probability, out.embedding)
+        rows = candidate.verdicts(out)
         found = field_metrics(labels, rows.answer, rows[f"p_{settings.classes[1]}"], settings.classes, cfg.data.reject_class)
         metrics[f"field_three_way_accuracy_{score}"] = found["field_three_way_accuracy"]
         if score == settings.neither_score:
@@ -182,10 +184,18 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
     weights = WeightsSource(**handover["weights"])
     stats = np.load(model_dir / "embedding_stats.npz")
     return ServingSettings(
-        classes=list(cfg.data.classes), input_size=cfg.backbone.input_size, source_size=handover["source_size"], max_pixels=cfg.data.max_pixels,
-        weights=weights.describe(), weights_meaningful=weights.meaningful, temperature=1.0,
-        neither_score=calibration.SCORES[0], reject_threshold=float("inf"), accept_rate=1.0,
-        embedding_means=stats["means"], embedding_precision=stats["precision"],
+        classes=list(cfg.data.classes),
+        input_size=cfg.backbone.input_size,
+        source_size=handover["source_size"],
+        max_pixels=cfg.data.max_pixels,
+        weights=weights.describe(),
+        weights_meaningful=weights.meaningful,
+        temperature=1.0,
+        neither_score=calibration.SCORES[0],
+        reject_threshold=float("inf"),
+        accept_rate=1.0,
+        embedding_means=stats["means"],
+        embedding_precision=stats["precision"],
     )
 
 

@@ -10,7 +10,6 @@ serving cannot disagree about it. The frozen backbone is run once per image and 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ import keras
 import numpy as np
 
 from pipeline.errors import UserError
+from pipeline.serving_settings import Outputs
 from pipeline.weights import keras_cache, resolve_weights
 
 if TYPE_CHECKING:  # the served model loads this module where no config code is installed
@@ -195,15 +195,6 @@ def embed(
             batch = augmentation(batch, training=True)
         maps.append(np.asarray(extractor.predict_on_batch(batch)))
     return np.concatenate(maps)
-
-
-@dataclass
-class Outputs:
-    """The model's named outputs for a batch of images, as numpy arrays."""
-
-    probability: np.ndarray  # (n,) P(second class)
-    other_probability: np.ndarray  # (n,) P(reject class)
-    embedding: np.ndarray  # (n, channels) pooled backbone features
 
 
 class Predictor:

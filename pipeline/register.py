@@ -13,11 +13,13 @@ import hashlib
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, replace
 from importlib.metadata import version
 from pathlib import Path
 
 # isort: off
 from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow, which checking the model loads, starts up without chatter)
+
 # isort: on
 import mlflow
 import pandas as pd
@@ -26,16 +28,17 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, tracking
+from pipeline import config, openvino_runtime, tracking
 from pipeline.choice import choose
 from pipeline.errors import main_of
+from pipeline.images import load_batch
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
 from pipeline.served_model import ImageClassifier
 from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
 from pipeline.weights import recorded_weights
 
-SERVING_PACKAGES = ("keras", "pillow", "numpy", "pandas", "scikit-learn")  # and TensorFlow: see serving_requirements
+SERVING_PACKAGES = ("keras", "openvino", "pillow", "numpy", "pandas", "scikit-learn")  # and TensorFlow: see serving_requirements
 
 
 def serving_requirements() -> list[str]:
@@ -68,7 +71,7 @@ def signature(classes: list[str]) -> ModelSignature:
     outputs = [ColSpec("string", "answer")]
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
     outputs += [ColSpec("double", "neither_score"), ColSpec("double", "neither_threshold")]
-    outputs += [ColSpec("string", "model_name"), ColSpec("string", "model_version"), ColSpec("string", "model_weights")]
+    outputs += [ColSpec("string", name) for name in ("model_name", "model_version", "model_weights", "model_runtime")]
     return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs))
 
 
@@ -93,43 +96,97 @@ def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float
     return binary_metrics(y_true, predictions[f"p_{cfg.data.classes[1]}"].to_numpy(), "val")[cfg.register.metric]
 
 
-def log_candidate(cfg: DictConfig, model_dir: Path, serving_dir: Path, example: bytes):
-    """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
-    with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
-        return mlflow.pyfunc.log_model(
-            name="model",
-            python_model=ImageClassifier(),
-            artifacts={
-                "keras_model": str(model_dir / "model.keras"),
-                "serving_settings": str(serving_dir),
-                "config": str(model_dir / "config.yaml"),
-            },
-            code_paths=[str(Path(__file__).parent)],
-            signature=signature(list(cfg.data.classes)),
-            input_example=pd.DataFrame({IMAGE_COLUMN: [example]}),
-            pip_requirements=serving_requirements(),
-            registered_model_name=cfg.mlflow.registered_model,
+def choose_runtime(cfg: DictConfig, model_dir: Path, settings: ServingSettings, splits: pd.DataFrame, ir_dir: Path) -> tuple[ServingSettings, dict]:
+    """(the settings with the runtime the served model will use, the agreement figures measured).
+
+    With register.runtime openvino: the network is exported to ir_dir and run over every validation
+    image (known classes and reject class) beside Keras, the reference, at each configured precision
+    in turn; the first whose answers flip at most register.max_flip_rate of the time is used.
+    """
+    if cfg.register.runtime == "keras":
+        return settings, {}
+    import keras
+
+    from pipeline.model import Predictor
+
+    ir = openvino_runtime.export(model_dir / "model.keras", ir_dir)
+    val = splits[splits.split.isin(["val", f"{cfg.data.reject_class}_val"])]
+    images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.source_size)
+    reference = Predictor(keras.saving.load_model(model_dir / "model.keras"))(images)
+    figures = {}
+    for precision in cfg.register.openvino_precisions:
+        found = openvino_runtime.agreement(reference, openvino_runtime.OpenVINOPredictor(ir, precision)(images), settings)
+        figures.update({f"openvino_{precision}_{key}": value for key, value in asdict(found).items()})
+        print(
+            f"register: OpenVINO {precision} against Keras on {found.images} validation images: probabilities within "
+            f"{found.max_probability_difference:.2g}, neither score within {found.max_neither_score_difference:.2g}, "
+            f"{found.flipped_answers} answers flipped"
         )
+        if found.flip_rate <= cfg.register.max_flip_rate:
+            return replace(settings, runtime="openvino", openvino_precision=precision), figures
+    print(f"register: OpenVINO flips more than {cfg.register.max_flip_rate:.1%} of the answers at every precision; Keras serves")
+    return settings, figures
 
 
-def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings) -> str:
+def log_candidate(cfg: DictConfig, model_dir: Path, settings: ServingSettings, ir_dir: Path, example: bytes):
+    """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        settings.save(f"{tmp}/serving")  # as evaluate fitted it, with the runtime chosen here
+        artifacts = {"keras_model": str(model_dir / "model.keras"), "serving_settings": f"{tmp}/serving", "config": str(model_dir / "config.yaml")}
+        if settings.runtime == "openvino":
+            artifacts["openvino_model"] = str(ir_dir)
+        with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
+            return mlflow.pyfunc.log_model(
+                name="model",
+                python_model=ImageClassifier(),
+                artifacts=artifacts,
+                code_paths=[str(Path(__file__).parent)],
+                signature=signature(list(cfg.data.classes)),
+                input_example=pd.DataFrame({IMAGE_COLUMN: [example]}),
+                pip_requirements=serving_requirements(),
+                registered_model_name=cfg.mlflow.registered_model,
+            )
+
+
+def runtime_lines(cfg: DictConfig, settings: ServingSettings, agreement: dict) -> str:
+    """The model card's runtime section: what computes the answers and how far it agrees with Keras."""
+    used = f"OpenVINO at {settings.openvino_precision}" if settings.runtime == "openvino" else "Keras (TensorFlow)"
+    lines = [f"- Answers computed by {used} (`model_runtime` in every answer); Keras is the reference."]
+    for precision in cfg.register.openvino_precisions:
+        if f"openvino_{precision}_images" not in agreement:
+            continue
+        figure = {key.rpartition(f"openvino_{precision}_")[2]: value for key, value in agreement.items() if key.startswith(f"openvino_{precision}_")}
+        lines.append(
+            f"- OpenVINO {precision} against Keras on {figure['images']} validation images: probabilities within "
+            f'{figure["max_probability_difference"]:.2g}, "neither" score within {figure["max_neither_score_difference"]:.2g}, '
+            f"{figure['flipped_answers']} answers flipped (at most {cfg.register.max_flip_rate:.1%} allowed)."
+        )
+    return "\n".join(lines)
+
+
+def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings, agreement: dict) -> str:
     """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
     metrics = read_json(config.metrics_file(cfg, cfg.backbone.name))
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
     weights = recorded_weights(Path(cfg.paths.models) / spec.name)
-    warning = "" if weights.meaningful else (
-        "\n> **Demo model: random-init weights.** Its answers are not meaningful; it only shows that the pipeline runs.\n"
+    warning = (
+        ""
+        if weights.meaningful
+        else ("\n> **Demo model: random-init weights.** Its answers are not meaningful; it only shows that the pipeline runs.\n")
     )
     field = (
         f"- Real photos (`{cfg.paths.field}`, {metrics['field_images']:.0f} photos, never trained or tuned on): "
         f"airplane/automobile photos answered with their own class {metrics['field_known_answered_right']:.0%}, "
-        f"`{cfg.data.reject_class}/` photos answered \"neither\" {metrics['field_neither_rate_on_other']:.0%}, "
+        f'`{cfg.data.reject_class}/` photos answered "neither" {metrics["field_neither_rate_on_other"]:.0%}, '
         f"three-way accuracy {metrics['field_three_way_accuracy']:.3f}."
-        if "field_images" in metrics else "- Real photos: no field set was scored."
+        if "field_images" in metrics
+        else "- Real photos: no field set was scored."
     )
-    candidates = ", ".join(f"`{k.rpartition('val_neither_auroc_')[2]}` (AUROC {v:.3f})" for k, v in metrics.items() if k.startswith("val_neither_auroc_"))
+    candidates = ", ".join(
+        f"`{k.rpartition('val_neither_auroc_')[2]}` (AUROC {v:.3f})" for k, v in metrics.items() if k.startswith("val_neither_auroc_")
+    )
 
     def interval(metric, figures=comparison):
         return f"{figures[metric]:.3f} (95% CI {figures[metric + '_low']:.3f} to {figures[metric + '_high']:.3f})"
@@ -161,6 +218,9 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 - Expected calibration error {metrics["test_ece"]:.3f} (raw {metrics["test_ece_raw"]:.3f}); latency {metrics["latency_ms_per_image"]:.1f} ms per image on the build machine.
 {field}
 {sureness}
+
+## Runtime
+{runtime_lines(cfg, settings, agreement)}
 
 ## The "neither" answer
 Score `{settings.neither_score}`, threshold {settings.reject_threshold:.4g}: an image scoring above it is answered
@@ -228,17 +288,23 @@ def run(cfg: DictConfig) -> dict:
     best_metrics = read_json(config.metrics_file(cfg, best))
     new_score = best_metrics[metric]  # in the metric the champion's score is in
 
-    logged = log_candidate(cfg, model_dir, serving_dir, example)
+    with tempfile.TemporaryDirectory() as ir_dir:
+        settings, agreement = choose_runtime(cfg, model_dir, ServingSettings.load(serving_dir), splits, Path(ir_dir))
+        logged = log_candidate(cfg, model_dir, settings, Path(ir_dir), example)
     new_version = logged.registered_model_version
     tags = {
-        **tracking.run_tags(cfg), **tracking.weights_tags(recorded_weights(model_dir)),
+        **tracking.run_tags(cfg),
+        **tracking.weights_tags(recorded_weights(model_dir)),
         # Both scores, so that a later candidate on this split compares with a recorded one either way.
         **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric}},
-        "fingerprint": candidate, "split_sha256": split_digest(cfg),
+        **agreement,  # of this version's OpenVINO network with its Keras one; the card says it in words
+        "runtime": settings.runtime_label,
+        "fingerprint": candidate,
+        "split_sha256": split_digest(cfg),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
-    card = model_card(cfg, int(new_version), splits, ServingSettings.load(serving_dir))
+    card = model_card(cfg, int(new_version), splits, settings, agreement)
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
@@ -253,7 +319,11 @@ def run(cfg: DictConfig) -> dict:
         champion=int(new_version) if promote else int(champion.version),
     )
     write_json(cfg.paths.champion, summary)
-    verdict = "is the new champion" if promote else f"is the challenger: its {metric} {new_score:.4g} does not beat champion v{champion.version}'s {old_score:.4g}"
+    verdict = (
+        "is the new champion"
+        if promote
+        else f"is the challenger: its {metric} {new_score:.4g} does not beat champion v{champion.version}'s {old_score:.4g}"
+    )
     print(f"register: {choice.reason} -> {name} v{new_version}, {verdict}")
     return summary
 

@@ -1,15 +1,17 @@
 """The registered MLflow pyfunc model: a DataFrame of image bytes -> one verdict row per image.
 
 Everything serving needs travels inside the model artifact: the Keras model (preprocessing
-included, named outputs) and the ServingSettings evaluate fitted (class names, input size,
-temperature, the "neither" score with its threshold and embedding statistics, the weights it was
-built from). Every answer names the model version and its weights (`model_weights`: "random init"
-means the answers are not meaningful). Imports no config, Hydra or DVC code: the model's own
+included, named outputs), the same network as OpenVINO IR, and the ServingSettings evaluate fitted
+and register completed (class names, input size, temperature, the "neither" score with its threshold
+and embedding statistics, the weights it was built from, the runtime). Every answer names the model
+version, its weights (`model_weights`: "random init" means the answers are not meaningful) and the
+runtime that computed it (`model_runtime`). Imports no config, Hydra or DVC code: the model's own
 requirements are all it needs.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,12 +23,13 @@ from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
 from pipeline.images import ImageError, load_image
-from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
+from pipeline.serving_settings import IMAGE_COLUMN, Outputs, ServingSettings
 
 # Pillow releases the GIL while it decodes, so the images of a batch decode in parallel. Measured on 2 cores
 # (benchmarks/README.md, Serving): 16 one-megapixel JPEGs for the 32-pixel model decode in 23.7 ms one after
 # another, 13.6 ms on 2 threads, beside a 54 ms forward; a single image is decoded inline.
 DECODE_THREADS = 2
+BATCH = 16  # images per forward pass; a request past the server's timeout stops between two (serving_deadline)
 UNREGISTERED = "unregistered"
 
 
@@ -44,15 +47,35 @@ def registered_as(model_dir: Path) -> tuple[str, str]:
     return str(fields["model_name"]), str(fields["model_version"])
 
 
+def load_predictor(settings: ServingSettings, artifacts: dict):
+    """The network on the runtime the settings name: images -> Outputs. OpenVINO loads no TensorFlow."""
+    if settings.runtime == "openvino":
+        from pipeline.openvino_runtime import IR_FILE, OpenVINOPredictor
+
+        return OpenVINOPredictor(Path(artifacts["openvino_model"]) / IR_FILE, settings.openvino_precision)
+    import keras
+
+    import pipeline.model  # registers the custom preprocessing layer
+
+    return pipeline.model.Predictor(keras.saving.load_model(artifacts["keras_model"]))
+
+
+def serving_deadline() -> float | None:
+    """When a request's work must stop (time.monotonic()), inside a scoring server; None elsewhere.
+
+    `mlflow models serve` (and serve.asgi) answer 504 after MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+    seconds but cannot stop the prediction's thread; the model stops itself instead, between batches.
+    """
+    from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT as TIMEOUT
+
+    return time.monotonic() + TIMEOUT.get() if TIMEOUT.is_set() else None
+
+
 class ImageClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        import keras
-
-        import pipeline.model  # registers the custom preprocessing layer
-
-        self.predictor = pipeline.model.Predictor(keras.saving.load_model(context.artifacts["keras_model"]))
         self.settings = ServingSettings.load(context.artifacts["serving_settings"])
-        model_dir = Path(context.artifacts["keras_model"]).parent.parent  # <model>/artifacts/model.keras
+        self.predictor = load_predictor(self.settings, context.artifacts)
+        model_dir = Path(context.artifacts["serving_settings"]).parent.parent  # <model>/artifacts/serving
         self.model_name, self.model_version = registered_as(model_dir)
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
 
@@ -76,10 +99,16 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
             except ImageError as err:
                 return err
 
+        deadline = serving_deadline()
         images = [load(column[0])] if len(column) == 1 else list(self.decoder.map(load, column))
         for i, image in enumerate(images):
             if isinstance(image, ImageError):
                 raise MlflowException(f"image {i}: {image}", INVALID_PARAMETER_VALUE)
-        out = self.predictor(np.stack(images))
-        rows = self.settings.verdicts(out.probability, out.other_probability, out.embedding)
-        return rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights)
+        batches = []
+        for start in range(0, len(images), BATCH):
+            if deadline is not None and time.monotonic() > deadline:
+                raise MlflowException(f"stopped after {start} of {len(images)} images: the request timed out")
+            batches.append(self.predictor(np.stack(images[start : start + BATCH])))
+        out = Outputs(*(np.concatenate([getattr(batch, name) for batch in batches]) for name in ("probability", "other_probability", "embedding")))
+        rows = self.settings.verdicts(out)
+        return rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights, model_runtime=self.settings.runtime_label)

@@ -19,6 +19,15 @@ IMAGE_COLUMN = "image"  # the request column that carries image file bytes
 
 
 @dataclass
+class Outputs:
+    """The network's named outputs for a batch of images, as numpy arrays (from either runtime)."""
+
+    probability: np.ndarray  # (n,) P(second class)
+    other_probability: np.ndarray  # (n,) P(reject class)
+    embedding: np.ndarray  # (n, channels) pooled backbone features
+
+
+@dataclass
 class ServingSettings:
     classes: list[str]  # the two known classes; the model's `probability` output is P(classes[1])
     input_size: int  # pixels per side the model takes
@@ -30,11 +39,21 @@ class ServingSettings:
     neither_score: str  # one of calibration.SCORES
     reject_threshold: float  # a score above it is answered "neither"
     accept_rate: float  # share of known-class validation images the threshold lets through
+    # What runs the network when serving: "keras" (the reference), or "openvino" at openvino_precision
+    # when registration measured that its answers agree with Keras' (pipeline/openvino_runtime.py).
+    runtime: str = "keras"
+    openvino_precision: str = ""  # OpenVINO's CPU inference precision, "bf16" or "f32" ("" with keras)
     # Class means and shared precision of the training embeddings (the embedding_distance score).
     embedding_means: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
     embedding_precision: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
 
     JSON = "serving_settings.json"
+
+    @property
+    def runtime_label(self) -> str:
+        """What computes the answers, as every answer's `model_runtime` says it: "keras" or "openvino bf16"."""
+        return f"openvino {self.openvino_precision}" if self.runtime == "openvino" else "keras"
+
     ARRAYS = "embedding_stats.npz"
 
     def save(self, folder: str | Path) -> None:
@@ -51,11 +70,11 @@ class ServingSettings:
         scalars = json.loads((folder / cls.JSON).read_text())
         return cls(**scalars, embedding_means=arrays["means"], embedding_precision=arrays["precision"])
 
-    def verdicts(self, probability: np.ndarray, other_probability: np.ndarray, embedding: np.ndarray) -> pd.DataFrame:
-        """The model's outputs for a batch -> one row per image: answer, both probabilities, the "neither" score."""
-        p = calibration.apply_temperature(probability, self.temperature)
+    def verdicts(self, out: Outputs) -> pd.DataFrame:
+        """The network's outputs for a batch -> one row per image: answer, both probabilities, the "neither" score."""
+        p = calibration.apply_temperature(out.probability, self.temperature)
         stats = {"means": self.embedding_means, "precision": self.embedding_precision}
-        scores = calibration.neither_score(self.neither_score, p, other_probability, embedding, stats)
+        scores = calibration.neither_score(self.neither_score, p, out.other_probability, out.embedding, stats)
         return pd.DataFrame(
             {
                 "answer": calibration.answers(p, scores, self.reject_threshold, self.classes),

@@ -63,7 +63,9 @@ if st.button("Process", type="primary"):
             continue
         st.image(image, caption=file.name)
         st.markdown(f"**{file.name}**: **{row['answer']}**, confidence {confidence(row):.0%}")
-        st.caption(f"model {row['model_name']} version {row['model_version']}, weights: {row['model_weights']}")
+        st.caption(
+            f"model {row['model_name']} version {row['model_version']}, weights: {row['model_weights']}, runtime: {row.get('model_runtime', 'keras')}"
+        )
         if warning := demo_warning(row):
             st.warning(warning)
         if why := reason(row):

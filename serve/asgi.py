@@ -73,6 +73,8 @@ def create_app(model_uri: str | None = None, limits: Limits | None = None):
     from serve import use_tracking_store
 
     uri, store = model_uri or default_model_uri(), use_tracking_store()
+    # MLflow's app answers 504 after this; set, it also tells the model to stop such a request's work.
+    os.environ.setdefault("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "60")
     if uri.startswith("models:/") and store.startswith("sqlite:///") and not os.path.exists(store.removeprefix("sqlite:///")):
         raise SystemExit(f"error: no MLflow store at {store}: run the pipeline (`dvc repro`) first, or set MLFLOW_TRACKING_URI")
     try:
@@ -339,9 +341,13 @@ def main() -> None:
         except OSError as err:
             raise SystemExit(f"error: cannot listen on {host}:{port}: {err.strerror}") from None
     uvicorn.run(
-        "serve.asgi:create_app", factory=True, host=host, port=port,
+        "serve.asgi:create_app",
+        factory=True,
+        host=host,
+        port=port,
         http=functools.partial(HeadTimeoutProtocol, head_seconds=Limits.from_environment().head_seconds),
-        timeout_keep_alive=5, timeout_graceful_shutdown=2,
+        timeout_keep_alive=5,
+        timeout_graceful_shutdown=2,
     )
 
 

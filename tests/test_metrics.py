@@ -7,7 +7,7 @@ import pytest
 from pipeline.calibration import SCORES, answers, apply_temperature, expected_calibration_error, fit_temperature, neither_score
 from pipeline.compare import summarise
 from pipeline.metrics import field_metrics, reject_threshold
-from pipeline.serving_settings import ServingSettings
+from pipeline.serving_settings import Outputs, ServingSettings
 
 CLASSES = ["airplane", "automobile"]
 
@@ -72,7 +72,7 @@ def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
     loaded = ServingSettings.load(tmp_path / "serving")
     assert loaded.classes == CLASSES and loaded.temperature == 2.0 and loaded.neither_score == "other_probability"
     np.testing.assert_array_equal(loaded.embedding_precision, np.eye(3))
-    rows = loaded.verdicts(np.array([0.9, 0.2, 0.9]), np.array([0.1, 0.1, 0.8]), np.zeros((3, 3)))
+    rows = loaded.verdicts(Outputs(np.array([0.9, 0.2, 0.9]), np.array([0.1, 0.1, 0.8]), np.zeros((3, 3))))
     assert list(rows.answer) == ["automobile", "airplane", "neither"]
     np.testing.assert_allclose(rows.p_automobile, apply_temperature(np.array([0.9, 0.2, 0.9]), 2.0))
     np.testing.assert_allclose(rows.p_airplane + rows.p_automobile, 1.0)

@@ -31,7 +31,7 @@ def test_photos_get_a_verdict_and_bad_files_a_readable_error(page, bad_images):
     assert len(verdicts) == len(photos) + 1
     assert all(any(answer in v for answer in ANSWERS) for v in verdicts)
     assert len(page.image) == len(photos) + 1
-    caption = f"model {MODEL_NAME} version 1, weights: random init"
+    caption = f"model {MODEL_NAME} version 1, weights: random init, runtime: openvino f32"
     assert sum(c.value == caption for c in page.caption) == len(photos) + 1
     assert sum("not meaningful" in w.value for w in page.warning) == len(photos) + 1  # the demo model is flagged
     errors = {e.value.partition(":")[0]: e.value for e in page.error}

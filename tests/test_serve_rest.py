@@ -39,7 +39,7 @@ def register_tiny_model(directory: Path) -> str:
     import numpy as np
     from mlflow import MlflowClient
 
-    from pipeline import calibration, config
+    from pipeline import calibration, config, openvino_runtime
     from pipeline import model as models
     from pipeline.register import log_candidate
     from pipeline.serving_settings import ServingSettings
@@ -73,14 +73,15 @@ def register_tiny_model(directory: Path) -> str:
         classes=list(cfg.data.classes), input_size=spec.input_size, source_size=None, max_pixels=MAX_PIXELS, weights=weights.describe(),
         weights_meaningful=weights.meaningful, temperature=1.0, neither_score="max_probability", reject_threshold=0.45,
         accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
+        runtime="openvino", openvino_precision="f32",  # served as register serves a model that agrees with Keras
     )
-    settings.save(directory / "serving")
+    ir_dir = openvino_runtime.export(model_dir / "model.keras", directory / "openvino").parent
     example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
 
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # it wins over the config; never write to another store
     try:
-        logged = log_candidate(cfg, model_dir, directory / "serving", example)
+        logged = log_candidate(cfg, model_dir, settings, ir_dir, example)
         MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", logged.registered_model_version)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
@@ -156,6 +157,7 @@ def check_verdicts(body: str, count: int) -> None:
         assert row["answer"] in ANSWERS
         assert (row["model_name"], row["model_version"]) == (MODEL_NAME, "1")  # the champion, as registered
         assert row["model_weights"] == "random init"  # the tiny model says so with every answer
+        assert row["model_runtime"].startswith("openvino ")  # it agreed with Keras at registration (register.runtime)
         assert abs(row["p_airplane"] + row["p_automobile"] - 1) < 1e-6
 
 
