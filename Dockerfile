@@ -40,9 +40,11 @@ CMD ["python", "-m", "serve.asgi"]
 # set it at run time, so it is read when the container starts; `exec` keeps SIGTERM reaching it).
 FROM serving AS page
 USER root
-RUN pip install streamlit==1.67.0
+# matplotlib colours the page's heatmaps.
+RUN pip install streamlit==1.67.0 matplotlib==3.11.2 && mkdir /review && chown serving /review
 USER serving
-ENV PORT=8501
+# "That's wrong" keeps corrected photos here: mount a volume to keep them (docker run -v review:/review ...).
+ENV PORT=8501 REVIEW_DIR=/review
 HEALTHCHECK --interval=30s --timeout=3s --start-period=120s \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['PORT']}/_stcore/health\", timeout=2)"]
 CMD ["sh", "-c", "exec streamlit run serve/app.py --server.port=$PORT --server.address=0.0.0.0 --server.headless=true --browser.gatherUsageStats=false"]

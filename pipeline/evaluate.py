@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import calibration, config, plots, tracking
+from pipeline import calibration, config, gradcam, plots, tracking
 from pipeline.cross_validation import cross_validate, is_small
 from pipeline.embed import Embeddings, decode
 from pipeline.errors import main_of
-from pipeline.images import load_folder
+from pipeline.images import load_batch, load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import Predictor, outputs_from_features
@@ -145,7 +145,13 @@ def evaluate(
     plot_dir = out_dir / "plots"
     plot_dir.mkdir(parents=True, exist_ok=True)
     plots.curves(plot_dir, y["test"], p["test"], p_raw["test"], classes)
-    plots.worst_mistakes(plot_dir, list(splits[splits.split == "test"].path), y["test"], p["test"], classes)
+    test_paths = list(splits[splits.split == "test"].path)
+
+    def where_it_looked(indices: list[int], answers: list[str]) -> np.ndarray:
+        images = load_batch([test_paths[i] for i in indices], cfg.backbone.input_size, cfg.data.max_pixels, source_size=settings.source_size)
+        return gradcam.heatmaps(model, images, answers, classes)
+
+    plots.worst_mistakes(plot_dir, test_paths, y["test"], p["test"], classes, where_it_looked)
     return metrics, settings
 
 
@@ -185,6 +191,7 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
     stats = np.load(model_dir / "embedding_stats.npz")
     return ServingSettings(
         classes=list(cfg.data.classes),
+        reject_class=cfg.data.reject_class,
         input_size=cfg.backbone.input_size,
         source_size=handover["source_size"],
         max_pixels=cfg.data.max_pixels,

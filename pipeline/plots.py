@@ -59,22 +59,26 @@ def training_curves(out_dir: Path, history: pd.DataFrame) -> None:
     save(figure, out_dir / "training_curves.png")
 
 
-def worst_mistakes(out_dir: Path, paths: list[str], y_true: np.ndarray, p_positive: np.ndarray, classes: list[str], count: int = 16) -> None:
-    """The test images the model got most confidently wrong, with their true and predicted labels."""
+def worst_mistakes(out_dir: Path, paths: list[str], y_true: np.ndarray, p_positive: np.ndarray, classes: list[str], heatmaps, count: int = 16) -> None:
+    """The test images the model got most confidently wrong, with their true and predicted labels and,
+    laid over each, where the model looked for its wrong answer (heatmaps(indices, answers): pipeline.gradcam)."""
     from PIL import Image
+
+    from pipeline.gradcam import overlay
 
     error = np.abs(p_positive - y_true)
     worst = [i for i in np.argsort(-error)[:count] if error[i] > 0.5]
+    predicted = [classes[int(p_positive[i] >= DECISION_THRESHOLD)] for i in worst]
+    looked = heatmaps(worst, predicted) if worst else []
     columns = 4
     rows = max(1, -(-len(worst) // columns))
     figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.4 * rows), squeeze=False)
     for axis in axes.ravel():
         axis.axis("off")
-    for axis, i in zip(axes.ravel(), worst):
+    for axis, i, answer, heatmap in zip(axes.ravel(), worst, predicted, looked):
         with Image.open(paths[i]) as image:
-            axis.imshow(image.convert("RGB"))
-        predicted = classes[int(p_positive[i] >= DECISION_THRESHOLD)]
-        axis.set_title(f"true {classes[y_true[i]]}\npred {predicted} ({max(p_positive[i], 1 - p_positive[i]):.2f})", fontsize=8)
+            axis.imshow(overlay(image, heatmap))
+        axis.set_title(f"true {classes[y_true[i]]}\npred {answer} ({max(p_positive[i], 1 - p_positive[i]):.2f})", fontsize=8)
     if not worst:
         axes[0, 0].set_title("no mistakes on the test split", fontsize=9)
     save(figure, out_dir / "worst_mistakes.png")

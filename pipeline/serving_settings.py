@@ -39,6 +39,7 @@ class ServingSettings:
     neither_score: str  # one of calibration.SCORES
     reject_threshold: float  # a score above it is answered "neither"
     accept_rate: float  # share of known-class validation images the threshold lets through
+    reject_class: str = "other"  # the data/ folder of images that are neither class (the page files "neither" there)
     # What runs the network when serving: "keras" (the reference), or "openvino" at openvino_precision
     # when registration measured that its answers agree with Keras' (pipeline/openvino_runtime.py).
     runtime: str = "keras"

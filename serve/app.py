@@ -1,28 +1,48 @@
-"""Streamlit page: photos picked or dropped, then "Process" -> each photo with its verdict and confidence.
+"""Streamlit page: photos picked, dropped or taken with the camera, then "Process" -> a grid of answers, each with
+where the model looked (Grad-CAM) and a "that's wrong" button that keeps the photo for the next training run.
 
-Run: streamlit run serve/app.py. With SERVING_URL set (the /invocations URL) it asks that endpoint;
-otherwise it loads the champion model itself, once per server process.
+Run: streamlit run serve/app.py. With SERVING_URL set (the /invocations URL) that endpoint answers;
+otherwise the champion, loaded here, does. The heatmaps come from the champion's Keras network,
+loaded here either way. Corrected photos go to REVIEW_DIR (default: review/ in the project), laid out
+as data/ is; the README says how they enter the next training run.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 
 import streamlit as st
 
-from pipeline.images import ImageError, decode
+from pipeline.images import ImageError, decode, load_image
 from pipeline.serving_settings import IMAGE_COLUMN
-from serve import confidence, demo_warning, model_uri, reason, use_tracking_store
+from serve import ROOT, confidence, demo_warning, model_uri, reason, use_tracking_store
 
 PREVIEW_PIXELS = 640
+COLUMNS = 3  # photos per row of the grid
 
 
 @st.cache_resource(show_spinner="Loading the model...")
-def local_model():
+def champion():
+    """The registered champion, loaded once per server process: (its pyfunc model, its Keras network)."""
+    import keras
     import mlflow.pyfunc
 
+    import pipeline.model  # noqa: F401  (registers the custom preprocessing layer)
+
     use_tracking_store()
-    return mlflow.pyfunc.load_model(model_uri())
+    model = mlflow.pyfunc.load_model(model_uri())
+    return model, keras.saving.load_model(model.unwrap_python_model().keras_model_path)
+
+
+def settings():
+    return champion()[0].unwrap_python_model().settings
+
+
+def review_dir():
+    from pathlib import Path
+
+    return Path(os.environ.get("REVIEW_DIR") or ROOT / "review")
 
 
 def classify(data: bytes) -> dict:
@@ -34,39 +54,102 @@ def classify(data: bytes) -> dict:
         return predict(url, [data])[0]
     import pandas as pd
 
-    return local_model().predict(pd.DataFrame({IMAGE_COLUMN: [data]})).iloc[0].to_dict()
+    return champion()[0].predict(pd.DataFrame({IMAGE_COLUMN: [data]})).iloc[0].to_dict()
 
 
 def preview(data: bytes):
-    """The photo as the model sees it (upright, RGB), small enough to show; THE loader decodes it."""
+    """The photo as the model sees it (upright, RGB), small enough to show; the pipeline's loader decodes it."""
     image = decode(data, draft_size=PREVIEW_PIXELS)
     image.thumbnail((PREVIEW_PIXELS, PREVIEW_PIXELS))
     return image
 
 
-st.title("Airplane, automobile, or neither?")
-files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
-if st.button("Process", type="primary"):
-    if not files:
-        st.info("Pick or drop one or more photos first.")
-    for file in files or []:
-        data = file.getvalue()
+def where_it_looked(data: bytes, answer: str):
+    """The photo with the Grad-CAM heatmap of its answer laid over it."""
+    from pipeline import gradcam
+
+    served = settings()
+    image = load_image(data, served.input_size, served.max_pixels, served.source_size)
+    heatmap = gradcam.heatmaps(champion()[1], image[None], [answer], served.classes)[0]
+    return gradcam.overlay(preview(data), heatmap)
+
+
+def folder_of(label: str) -> str:
+    """A label a person picks -> its folder in data/ (and in the review folder): "neither" is the reject class's."""
+    return settings().reject_class if label == "neither" else label
+
+
+def keep_for_review(data: bytes, label: str):
+    """Store the photo under review/<label>/, once: named by its content, as pixels only (PNG, no
+    file name, no EXIF or other metadata of the person's). Pressed again with another label, it moves."""
+    name = f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    for earlier in review_dir().glob(f"*/{name}"):
+        earlier.unlink()
+    target = review_dir() / folder_of(label) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    decode(data).save(target)
+    return target
+
+
+def waiting() -> dict[str, int]:
+    """Photos in the review folder, per folder."""
+    root = review_dir()
+    return {folder.name: sum(1 for _ in folder.glob("*.png")) for folder in sorted(root.iterdir()) if folder.is_dir()} if root.is_dir() else {}
+
+
+def process(photos: list[tuple[str, bytes]]) -> list[dict]:
+    """(name, bytes) of each photo -> what the grid shows for it: the answer and heatmap, or why it was refused."""
+    results = []
+    for name, data in photos:
         try:
             row = classify(data)
-            image = preview(data)
+            results.append({"name": name, "data": data, "row": row, "photo": preview(data), "heatmap": where_it_looked(data, row["answer"])})
         except ImageError as err:
-            st.error(f"{file.name}: {err}")
-            continue
+            results.append({"name": name, "error": str(err)})
         except Exception as err:  # the page shows why a file was refused; never a traceback
             message = getattr(err, "message", None) or str(err) or type(err).__name__
-            st.error(f"{file.name}: {message[:300]}")
-            continue
-        st.image(image, caption=file.name)
-        st.markdown(f"**{file.name}**: **{row['answer']}**, confidence {confidence(row):.0%}")
-        st.caption(
-            f"model {row['model_name']} version {row['model_version']}, weights: {row['model_weights']}, runtime: {row.get('model_runtime', 'keras')}"
-        )
-        if warning := demo_warning(row):
-            st.warning(warning)
-        if why := reason(row):
-            st.caption(why)
+            results.append({"name": name, "error": message[:300]})
+    return results
+
+
+def show(result: dict, key: int) -> None:
+    """One cell of the grid."""
+    name = result["name"]
+    if "error" in result:
+        st.error(f"{name}: {result['error']}")
+        return
+    row = result["row"]
+    st.image([result["photo"], result["heatmap"]], caption=[name, "where the model looked"])
+    st.markdown(f"**{name}**: **{row['answer']}**, confidence {confidence(row):.0%}")
+    st.caption(f"model {row['model_name']} version {row['model_version']}, weights: {row['model_weights']}, runtime: {row.get('model_runtime', 'keras')}")
+    if warning := demo_warning(row):
+        st.warning(warning)
+    if why := reason(row):
+        st.caption(why)
+    choices = [label for label in (*settings().classes, "neither") if label != row["answer"]]
+    label = st.radio("What does it really show?", choices, key=f"label-{key}", horizontal=True)
+    if st.button("That's wrong", key=f"wrong-{key}"):
+        keep_for_review(result["data"], label)
+        st.success(f"Kept for the next training run as {label}. Thank you.")
+
+
+st.title("Airplane, automobile, or neither?")
+files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
+shot = st.camera_input("Take a photo") if st.toggle("Use the camera") else None
+if st.button("Process", type="primary"):
+    photos = [(file.name, file.getvalue()) for file in files or []]
+    if shot is not None:
+        photos.append(("camera photo", shot.getvalue()))
+    if not photos:
+        st.info("Pick or drop one or more photos first.")
+    # Kept across reruns: pressing "That's wrong" reruns the page, and the answers must stay on it.
+    st.session_state.results = process(photos)
+results = st.session_state.get("results", [])
+for start in range(0, len(results), COLUMNS):
+    for column, (i, result) in zip(st.columns(COLUMNS), enumerate(results[start : start + COLUMNS], start)):
+        with column:
+            show(result, i)
+if counts := waiting():
+    total = sum(counts.values())
+    per_folder = ", ".join(f"{folder} {count}" for folder, count in counts.items())
+    st.caption(f"{total} corrected photo{'s' if total != 1 else ''} waiting in {review_dir()} for the next training run ({per_folder}).")

@@ -1,4 +1,5 @@
-"""The Streamlit page with no SERVING_URL: it loads the champion itself -> verdicts for photos, st.error for bad files."""
+"""The Streamlit page with no SERVING_URL: it loads the champion itself -> verdicts and heatmaps for photos, st.error
+for bad files, a correction kept once in the review folder."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from test_serve_rest import ANSWERS, MODEL_NAME, real_photos, register_tiny_mode
 pytestmark = pytest.mark.slow  # registers a model, runs the page
 
 @pytest.fixture
-def page(tmp_path_factory, monkeypatch):
+def page(tmp_path_factory, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
+    monkeypatch.setenv("REVIEW_DIR", str(tmp_path / "review"))
     monkeypatch.delenv("SERVING_URL", raising=False)
     monkeypatch.delenv("MODEL_URI", raising=False)  # the page's default: the configured name @champion
     monkeypatch.setenv("MLFLOW_TRACKING_URI", register_tiny_model(tmp_path_factory.getbasetemp() / "serve_store"))
@@ -44,3 +46,23 @@ def test_photos_get_a_verdict_and_bad_files_a_readable_error(page, bad_images):
 def test_process_with_no_file_asks_for_one(page):
     page.button[0].click().run()
     assert not page.exception and "Pick or drop" in page.info[0].value
+
+
+def test_thats_wrong_keeps_the_photo_once_in_the_review_folder_laid_out_as_data(page, tmp_path):
+    photos = real_photos(per_folder=1)[:2]
+    page.file_uploader[0].set_value([(p.name, p.read_bytes(), "image/jpeg") for p in photos])
+    page.button[0].click().run()
+    answer = next(m.value for m in page.markdown if m.value.startswith(f"**{photos[0].name}**"))
+    first = page.radio(key="label-0")
+    label = first.options[-1]  # "neither" unless that was the answer, then the second class
+    first.set_value(label)
+    for _ in range(2):  # pressed twice: still one file
+        page.button(key="wrong-0").click().run()
+        assert not page.exception
+    folder = "other" if label == "neither" else label
+    kept = list((tmp_path / "review").rglob("*"))
+    assert [p.relative_to(tmp_path / "review").parent.name for p in kept if p.is_file()] == [folder], (answer, kept)
+    stored = next(p for p in kept if p.is_file())
+    assert stored.suffix == ".png" and photos[0].stem not in stored.name  # pixels only: not the person's file name
+    assert any("1 corrected photo waiting" in c.value for c in page.caption)
+    assert sum("confidence" in m.value for m in page.markdown) == 2  # the answers stay on the page

@@ -1,0 +1,31 @@
+"""Grad-CAM: a heatmap per image and answer, on the backbone's feature-map grid, in [0, 1]; laid over a photo of any shape."""
+
+import numpy as np
+from PIL import Image
+from test_model import GAP
+
+from pipeline import gradcam
+from pipeline.config import BackboneConfig
+from pipeline.model import assemble, build_backbone, build_extractor, build_head, on_feature_maps
+
+CLASSES = ["airplane", "automobile"]
+
+
+def test_heatmaps_follow_the_image_and_the_answer():
+    spec = BackboneConfig("vgg16", "VGG16", "vgg16", input_size=96, min_input_size=32, weights=None,
+                          weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
+    extractor = build_extractor(spec, build_backbone(spec))
+    images = np.random.default_rng(0).integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
+    maps = np.asarray(extractor(images))  # (8, 3, 3, 512)
+    heads = [on_feature_maps(build_head(maps.mean(axis=(1, 2)), GAP, name), "avg", maps.shape[1:], name) for name in ("probability", "other_probability")]
+    model = assemble(extractor, *heads)
+
+    found = gradcam.heatmaps(model, images[:2], ["airplane", "airplane"], CLASSES)
+    assert found.shape == (2, 3, 3) and found.min() >= 0 and np.isclose(found.max(axis=(1, 2)), 1).all()
+    assert not np.allclose(found[0], found[1])  # two photos, two heatmaps
+    both = gradcam.heatmaps(model, images[:1].repeat(2, axis=0), ["airplane", "automobile"], CLASSES)
+    assert not np.allclose(both[0], both[1])  # the evidence for one class is not the evidence for the other
+    assert gradcam.heatmaps(model, images[:1], ["neither"], CLASSES).shape == (1, 3, 3)
+
+    photo = Image.new("RGB", (300, 200), "white")
+    assert gradcam.overlay(photo, found[0]).size == (300, 200)
