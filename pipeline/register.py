@@ -96,8 +96,10 @@ def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float
     return binary_metrics(y_true, predictions[f"p_{cfg.data.classes[1]}"].to_numpy(), "val")[cfg.register.metric]
 
 
-def choose_runtime(cfg: DictConfig, model_dir: Path, settings: ServingSettings, splits: pd.DataFrame, ir_dir: Path) -> tuple[ServingSettings, dict]:
-    """(the settings with the runtime the served model will use, the agreement figures measured).
+def choose_runtime(
+    cfg: DictConfig, model_dir: Path, settings: ServingSettings, splits: pd.DataFrame, ir_dir: Path
+) -> tuple[ServingSettings, dict[str, openvino_runtime.Agreement]]:
+    """(the settings with the runtime the served model will use, each precision tried -> its agreement with Keras).
 
     With register.runtime openvino: the network is exported to ir_dir and run over every validation
     image (known classes and reject class) beside Keras, the reference, at each configured precision
@@ -113,19 +115,18 @@ def choose_runtime(cfg: DictConfig, model_dir: Path, settings: ServingSettings, 
     val = splits[splits.split.isin(["val", f"{cfg.data.reject_class}_val"])]
     images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.source_size)
     reference = Predictor(keras.saving.load_model(model_dir / "model.keras"))(images)
-    figures = {}
+    checks = {}
     for precision in cfg.register.openvino_precisions:
-        found = openvino_runtime.agreement(reference, openvino_runtime.OpenVINOPredictor(ir, precision)(images), settings)
-        figures.update({f"openvino_{precision}_{key}": value for key, value in asdict(found).items()})
+        found = checks[precision] = openvino_runtime.agreement(reference, openvino_runtime.OpenVINOPredictor(ir, precision)(images), settings)
         print(
             f"register: OpenVINO {precision} against Keras on {found.images} validation images: probabilities within "
             f"{found.max_probability_difference:.2g}, neither score within {found.max_neither_score_difference:.2g}, "
             f"{found.flipped_answers} answers flipped"
         )
         if found.flip_rate <= cfg.register.max_flip_rate:
-            return replace(settings, runtime="openvino", openvino_precision=precision), figures
+            return replace(settings, runtime="openvino", openvino_precision=precision), checks
     print(f"register: OpenVINO flips more than {cfg.register.max_flip_rate:.1%} of the answers at every precision; Keras serves")
-    return settings, figures
+    return settings, checks
 
 
 def log_candidate(cfg: DictConfig, model_dir: Path, settings: ServingSettings, ir_dir: Path, example: bytes):
@@ -148,23 +149,20 @@ def log_candidate(cfg: DictConfig, model_dir: Path, settings: ServingSettings, i
             )
 
 
-def runtime_lines(cfg: DictConfig, settings: ServingSettings, agreement: dict) -> str:
-    """The model card's runtime section: what computes the answers and how far it agrees with Keras."""
+def runtime_lines(cfg: DictConfig, settings: ServingSettings, checks: dict[str, openvino_runtime.Agreement]) -> str:
+    """The model card's runtime section: what computes the answers and how far OpenVINO agreed with Keras."""
     used = f"OpenVINO at {settings.openvino_precision}" if settings.runtime == "openvino" else "Keras (TensorFlow)"
     lines = [f"- Answers computed by {used} (`model_runtime` in every answer); Keras is the reference."]
-    for precision in cfg.register.openvino_precisions:
-        if f"openvino_{precision}_images" not in agreement:
-            continue
-        figure = {key.rpartition(f"openvino_{precision}_")[2]: value for key, value in agreement.items() if key.startswith(f"openvino_{precision}_")}
+    for precision, found in checks.items():
         lines.append(
-            f"- OpenVINO {precision} against Keras on {figure['images']} validation images: probabilities within "
-            f'{figure["max_probability_difference"]:.2g}, "neither" score within {figure["max_neither_score_difference"]:.2g}, '
-            f"{figure['flipped_answers']} answers flipped (at most {cfg.register.max_flip_rate:.1%} allowed)."
+            f"- OpenVINO {precision} against Keras on {found.images} validation images: probabilities within "
+            f"{found.max_probability_difference:.2g}, \"neither\" score within {found.max_neither_score_difference:.2g}, "
+            f"{found.flipped_answers} answers flipped (at most {cfg.register.max_flip_rate:.1%} allowed)."
         )
     return "\n".join(lines)
 
 
-def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings, agreement: dict) -> str:
+def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings, checks: dict) -> str:
     """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
     metrics = read_json(config.metrics_file(cfg, cfg.backbone.name))
     comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
@@ -220,7 +218,7 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 {sureness}
 
 ## Runtime
-{runtime_lines(cfg, settings, agreement)}
+{runtime_lines(cfg, settings, checks)}
 
 ## The "neither" answer
 Score `{settings.neither_score}`, threshold {settings.reject_threshold:.4g}: an image scoring above it is answered
@@ -289,7 +287,7 @@ def run(cfg: DictConfig) -> dict:
     new_score = best_metrics[metric]  # in the metric the champion's score is in
 
     with tempfile.TemporaryDirectory() as ir_dir:
-        settings, agreement = choose_runtime(cfg, model_dir, ServingSettings.load(serving_dir), splits, Path(ir_dir))
+        settings, checks = choose_runtime(cfg, model_dir, ServingSettings.load(serving_dir), splits, Path(ir_dir))
         logged = log_candidate(cfg, model_dir, settings, Path(ir_dir), example)
     new_version = logged.registered_model_version
     tags = {
@@ -297,14 +295,15 @@ def run(cfg: DictConfig) -> dict:
         **tracking.weights_tags(recorded_weights(model_dir)),
         # Both scores, so that a later candidate on this split compares with a recorded one either way.
         **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric}},
-        **agreement,  # of this version's OpenVINO network with its Keras one; the card says it in words
+        # How far this version's OpenVINO network agreed with its Keras one; the card says it in words.
+        **{f"openvino_{precision}_{key}": value for precision, found in checks.items() for key, value in asdict(found).items()},
         "runtime": settings.runtime_label,
         "fingerprint": candidate,
         "split_sha256": split_digest(cfg),
     }
     for key, value in tags.items():
         client.set_model_version_tag(name, new_version, key, str(value))
-    card = model_card(cfg, int(new_version), splits, settings, agreement)
+    card = model_card(cfg, int(new_version), splits, settings, checks)
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
         mlflow.log_text(card, f"model_card_v{new_version}.md")

@@ -133,6 +133,7 @@ def show(result: dict, key: int) -> None:
         st.success(f"Kept for the next training run as {label}. Thank you.")
 
 
+st.set_page_config(page_title="Airplane, automobile, or neither?", layout="wide")  # wide: room for the grid
 st.title("Airplane, automobile, or neither?")
 files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
 shot = st.camera_input("Take a photo") if st.toggle("Use the camera") else None
