@@ -75,7 +75,6 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
         self.settings = ServingSettings.load(context.artifacts["serving_settings"])
         self.predictor = load_predictor(self.settings, context.artifacts)
-        self.keras_model_path = context.artifacts["keras_model"]  # the reference network: the page's heatmaps need its gradients
         model_dir = Path(context.artifacts["serving_settings"]).parent.parent  # <model>/artifacts/serving
         self.model_name, self.model_version = registered_as(model_dir)
         self.decoder = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")

@@ -24,15 +24,22 @@ COLUMNS = 3  # photos per row of the grid
 
 @st.cache_resource(show_spinner="Loading the model...")
 def champion():
-    """The registered champion, loaded once per server process: (its pyfunc model, its Keras network)."""
+    """The registered champion, loaded once per server process: (its pyfunc model, its Keras network).
+
+    Fetched once into a local folder and loaded from there: the Keras network is one of its
+    artifacts, whichever runtime serves and whatever version of our code the model was logged with.
+    """
+    from pathlib import Path
+
     import keras
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     import pipeline.model  # noqa: F401  (registers the custom preprocessing layer)
 
     use_tracking_store()
-    model = mlflow.pyfunc.load_model(model_uri())
-    return model, keras.saving.load_model(model.unwrap_python_model().keras_model_path)
+    folder = mlflow.artifacts.download_artifacts(model_uri())
+    return mlflow.pyfunc.load_model(folder), keras.saving.load_model(Path(folder) / "artifacts" / "model.keras")
 
 
 def settings():
