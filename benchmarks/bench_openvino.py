@@ -100,9 +100,10 @@ def measure(backbone: str, jpegs: list[bytes], requests: int, seconds: float) ->
 
     folder = Path(tempfile.mkdtemp(prefix=f"bench_openvino_{backbone}_"))
     keras_file, settings = random_classifier(backbone, folder)
-    ir = openvino_runtime.export(keras_file, folder / "openvino")
+    model = keras.saving.load_model(keras_file)
+    ir = openvino_runtime.export(model, folder / "openvino")
     inputs = np.stack([load_image(jpeg, settings.input_size) for jpeg in jpegs])
-    rows = {"keras": bare(Predictor(keras.saving.load_model(keras_file)), inputs, requests, seconds)}
+    rows = {"keras": bare(Predictor(model), inputs, requests, seconds)}
     for precision in ("bf16", "f32"):
         rows[f"openvino {precision}"] = bare(openvino_runtime.OpenVINOPredictor(ir, precision), inputs, requests, seconds)
     keras.backend.clear_session()

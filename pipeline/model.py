@@ -211,12 +211,7 @@ class Predictor:
         self.step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
 
     def __call__(self, images: np.ndarray) -> Outputs:
-        batches = [self.step(images[start : start + self.batch_size]) for start in range(0, len(images), self.batch_size)]
-
-        def gather(name: str) -> np.ndarray:
-            return np.concatenate([np.asarray(batch[name]) for batch in batches])
-
-        return Outputs(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
+        return Outputs.from_batches([self.step(images[start : start + self.batch_size]) for start in range(0, len(images), self.batch_size)])
 
 
 def outputs_from_features(model: keras.Model, features: np.ndarray, averages: np.ndarray, batch_size: int) -> Outputs:

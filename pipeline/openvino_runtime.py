@@ -18,15 +18,11 @@ IR_FILE = "model.xml"  # beside it, model.bin: the weights
 BATCH = 32  # images per inference call, as pipeline.model.Predictor
 
 
-def export(keras_model_path: str | Path, folder: str | Path) -> Path:
-    """model.keras -> folder/model.xml (+ model.bin), through Keras' own exporter."""
-    import keras
-
-    import pipeline.model  # noqa: F401  (registers the custom preprocessing layer)
-
+def export(model, folder: str | Path) -> Path:
+    """A Keras classifier -> folder/model.xml (+ model.bin), through Keras' own exporter."""
     ir = Path(folder) / IR_FILE
     ir.parent.mkdir(parents=True, exist_ok=True)
-    keras.saving.load_model(keras_model_path).export(str(ir), format="openvino", verbose=False)
+    model.export(str(ir), format="openvino", verbose=False)
     return ir
 
 
@@ -49,11 +45,7 @@ class OpenVINOPredictor:
         for start in range(0, len(images), BATCH):
             request.infer([images[start : start + BATCH].astype(np.float32)])
             batches.append({name: request.get_tensor(output).data.copy() for name, output in zip(self.names, self.compiled.outputs)})
-
-        def gather(name: str) -> np.ndarray:
-            return np.concatenate([batch[name] for batch in batches])
-
-        return Outputs(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
+        return Outputs.from_batches(batches)
 
 
 @dataclass

@@ -111,10 +111,11 @@ def choose_runtime(
 
     from pipeline.model import Predictor
 
-    ir = openvino_runtime.export(model_dir / "model.keras", ir_dir)
+    model = keras.saving.load_model(model_dir / "model.keras")
+    ir = openvino_runtime.export(model, ir_dir)
     val = splits[splits.split.isin(["val", f"{cfg.data.reject_class}_val"])]
     images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.source_size)
-    reference = Predictor(keras.saving.load_model(model_dir / "model.keras"))(images)
+    reference = Predictor(model)(images)
     checks = {}
     for precision in cfg.register.openvino_precisions:
         found = checks[precision] = openvino_runtime.agreement(reference, openvino_runtime.OpenVINOPredictor(ir, precision)(images), settings)

@@ -109,6 +109,5 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
             if deadline is not None and time.monotonic() > deadline:
                 raise MlflowException(f"stopped after {start} of {len(images)} images: the request timed out")
             batches.append(self.predictor(np.stack(images[start : start + BATCH])))
-        out = Outputs(*(np.concatenate([getattr(batch, name) for batch in batches]) for name in ("probability", "other_probability", "embedding")))
-        rows = self.settings.verdicts(out)
+        rows = self.settings.verdicts(Outputs.from_batches([vars(batch) for batch in batches]))
         return rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights, model_runtime=self.settings.runtime_label)

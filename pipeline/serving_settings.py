@@ -26,6 +26,15 @@ class Outputs:
     other_probability: np.ndarray  # (n,) P(reject class)
     embedding: np.ndarray  # (n, channels) pooled backbone features
 
+    @classmethod
+    def from_batches(cls, batches: list) -> Outputs:
+        """The network's named outputs for consecutive batches (mappings name -> array) -> one Outputs for them all."""
+
+        def gather(name: str) -> np.ndarray:
+            return np.concatenate([np.asarray(batch[name]) for batch in batches])
+
+        return cls(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
+
 
 @dataclass
 class ServingSettings:

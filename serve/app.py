@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import streamlit as st
 
@@ -29,8 +30,6 @@ def champion():
     Fetched once into a local folder and loaded from there: the Keras network is one of its
     artifacts, whichever runtime serves and whatever version of our code the model was logged with.
     """
-    from pathlib import Path
-
     import keras
     import mlflow.artifacts
     import mlflow.pyfunc
@@ -46,9 +45,7 @@ def settings():
     return champion()[0].unwrap_python_model().settings
 
 
-def review_dir():
-    from pathlib import Path
-
+def review_dir() -> Path:
     return Path(os.environ.get("REVIEW_DIR") or ROOT / "review")
 
 
@@ -71,14 +68,14 @@ def preview(data: bytes):
     return image
 
 
-def where_it_looked(data: bytes, answer: str):
-    """The photo with the Grad-CAM heatmap of its answer laid over it."""
+def where_it_looked(data: bytes, photo, answer: str):
+    """The photo (its preview) with the Grad-CAM heatmap of its answer laid over it."""
     from pipeline import gradcam
 
     served = settings()
     image = load_image(data, served.input_size, served.max_pixels, served.source_size)
     heatmap = gradcam.heatmaps(champion()[1], image[None], [answer], served.classes)[0]
-    return gradcam.overlay(preview(data), heatmap)
+    return gradcam.overlay(photo, heatmap)
 
 
 def folder_of(label: str) -> str:
@@ -109,8 +106,8 @@ def process(photos: list[tuple[str, bytes]]) -> list[dict]:
     results = []
     for name, data in photos:
         try:
-            row = classify(data)
-            results.append({"name": name, "data": data, "row": row, "photo": preview(data), "heatmap": where_it_looked(data, row["answer"])})
+            row, photo = classify(data), preview(data)
+            results.append({"name": name, "data": data, "row": row, "photo": photo, "heatmap": where_it_looked(data, photo, row["answer"])})
         except ImageError as err:
             results.append({"name": name, "error": str(err)})
         except Exception as err:  # the page shows why a file was refused; never a traceback

@@ -27,12 +27,12 @@ def test_exported_network_answers_as_keras_does_at_f32(tmp_path):
     maps = np.asarray(extractor(images))
     heads = [on_feature_maps(build_head(maps.mean(axis=(1, 2)), GAP, name), "avg", maps.shape[1:], name) for name in ("probability", "other_probability")]
     assemble(extractor, *heads).save(tmp_path / "model.keras")
-
-    ir = openvino_runtime.export(tmp_path / "model.keras", tmp_path / "openvino")
-    assert ir.exists() and ir.with_suffix(".bin").exists()
     import keras
 
-    reference = Predictor(keras.saving.load_model(tmp_path / "model.keras"))(images)
+    saved = keras.saving.load_model(tmp_path / "model.keras")
+    ir = openvino_runtime.export(saved, tmp_path / "openvino")
+    assert ir.exists() and ir.with_suffix(".bin").exists()
+    reference = Predictor(saved)(images)
     served = openvino_runtime.OpenVINOPredictor(ir, "f32")(images)  # 40 images: two inference batches
     for name in ("probability", "other_probability", "embedding"):
         np.testing.assert_allclose(getattr(served, name), getattr(reference, name), rtol=1e-4, atol=1e-5)

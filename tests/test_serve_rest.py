@@ -65,7 +65,8 @@ def register_tiny_model(directory: Path) -> str:
         models.on_feature_maps(models.build_head(models.pooled(features, spec.pooling), spec, name), spec.pooling, features.shape[1:], name)
         for spec, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
     ]
-    models.assemble(extractor, *heads).save(model_dir / "model.keras")
+    classifier = models.assemble(extractor, *heads)
+    classifier.save(model_dir / "model.keras")
     stats = calibration.fit_embedding_stats(models.pooled(features, "avg"), np.array([0, 1] * 4))
     (model_dir / "config.yaml").write_text("# tiny test model\n")
     weights = resolve_weights(spec, None)
@@ -75,7 +76,7 @@ def register_tiny_model(directory: Path) -> str:
         accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
         runtime="openvino", openvino_precision="f32",  # served as register serves a model that agrees with Keras
     )
-    ir_dir = openvino_runtime.export(model_dir / "model.keras", directory / "openvino").parent
+    ir_dir = openvino_runtime.export(classifier, directory / "openvino").parent
     example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
 
     saved = os.environ.get("MLFLOW_TRACKING_URI")
