@@ -25,7 +25,7 @@ import mlflow
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
-from mlflow.types import ColSpec, Schema
+from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, openvino_runtime, tracking
@@ -34,7 +34,7 @@ from pipeline.errors import main_of
 from pipeline.images import load_batch
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
-from pipeline.served_model import ImageClassifier
+from pipeline.served_model import ON_BAD_IMAGE, REFUSED, ImageClassifier
 from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
 from pipeline.weights import recorded_weights
 
@@ -72,7 +72,9 @@ def signature(classes: list[str]) -> ModelSignature:
     outputs += [ColSpec("double", f"p_{name}") for name in classes]
     outputs += [ColSpec("double", "neither_score"), ColSpec("double", "neither_threshold")]
     outputs += [ColSpec("string", name) for name in ("model_name", "model_version", "model_weights", "model_runtime")]
-    return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs))
+    outputs += [ColSpec("string", REFUSED, required=False)]  # only with on_bad_image=report: why an image got no answer
+    params = ParamSchema([ParamSpec(ON_BAD_IMAGE, "string", "fail")])
+    return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs), params=params)
 
 
 # Runs in a fresh interpreter outside the project, so the model uses the code it was logged with

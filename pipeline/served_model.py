@@ -31,6 +31,11 @@ from pipeline.serving_settings import IMAGE_COLUMN, Outputs, ServingSettings
 DECODE_THREADS = 2
 BATCH = 16  # images per forward pass; a request past the server's timeout stops between two (serving_deadline)
 UNREGISTERED = "unregistered"
+# predict(params={ON_BAD_IMAGE: "report"}): an unusable image gets answer "" and its reason in column
+# REFUSED ("" for the others) instead of failing the whole batch (batch scoring); "fail" (REST's
+# default) refuses the request, naming the first bad image.
+ON_BAD_IMAGE = "on_bad_image"
+REFUSED = "refused"
 
 
 def registered_as(model_dir: Path) -> tuple[str, str]:
@@ -87,6 +92,9 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
             )
         if model_input.empty:
             raise MlflowException("empty batch: send at least one image", INVALID_PARAMETER_VALUE)
+        on_bad_image = (params or {}).get(ON_BAD_IMAGE, "fail")
+        if on_bad_image not in ("fail", "report"):
+            raise MlflowException(f"{ON_BAD_IMAGE} must be 'fail' or 'report', not {on_bad_image!r}", INVALID_PARAMETER_VALUE)
         column = list(model_input[IMAGE_COLUMN])
         for i, data in enumerate(column):
             if not isinstance(data, bytes):
@@ -101,13 +109,21 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
 
         deadline = serving_deadline()
         images = [load(column[0])] if len(column) == 1 else list(self.decoder.map(load, column))
-        for i, image in enumerate(images):
-            if isinstance(image, ImageError):
-                raise MlflowException(f"image {i}: {image}", INVALID_PARAMETER_VALUE)
+        refused = {i: str(image) for i, image in enumerate(images) if isinstance(image, ImageError)}
+        if refused and on_bad_image == "fail":
+            i = min(refused)
+            raise MlflowException(f"image {i}: {refused[i]}", INVALID_PARAMETER_VALUE)
+        good = [i for i in range(len(images)) if i not in refused]
         batches = []
-        for start in range(0, len(images), BATCH):
+        for start in range(0, len(good), BATCH):
             if deadline is not None and time.monotonic() > deadline:
-                raise MlflowException(f"stopped after {start} of {len(images)} images: the request timed out")
-            batches.append(self.predictor(np.stack(images[start : start + BATCH])))
-        rows = self.settings.verdicts(Outputs.from_batches([vars(batch) for batch in batches]))
-        return rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights, model_runtime=self.settings.runtime_label)
+                raise MlflowException(f"stopped after {start} of {len(good)} images: the request timed out")
+            batches.append(self.predictor(np.stack([images[i] for i in good[start : start + BATCH]])))
+        outputs = Outputs.from_batches([vars(batch) for batch in batches]) if batches else Outputs.empty(self.settings.embedding_means.shape[-1])
+        rows = self.settings.verdicts(outputs).set_axis(good).reindex(range(len(images)))  # a refused image: an empty row
+        rows = rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights, model_runtime=self.settings.runtime_label)
+        if on_bad_image == "report":  # batch scoring: one bad file must not fail the job; each says why
+            # Text, never None: spark_udf casts a text column holding None to the text "nan".
+            rows["answer"] = rows["answer"].fillna("")
+            rows[REFUSED] = [refused.get(i, "") for i in range(len(images))]
+        return rows

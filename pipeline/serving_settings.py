@@ -35,6 +35,11 @@ class Outputs:
 
         return cls(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
 
+    @classmethod
+    def empty(cls, channels: int) -> Outputs:
+        """No images' outputs: a batch whose every image was refused still has its verdict columns."""
+        return cls(np.empty(0), np.empty(0), np.empty((0, channels)))
+
 
 @dataclass
 class ServingSettings:
