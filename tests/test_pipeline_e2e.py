@@ -49,9 +49,11 @@ cross_validation:
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")]
 
 
-def sh(*args: str, cwd: Path, timeout: int = 600, stdout_only: bool = False) -> str:
+def sh(*args: str, cwd: Path, timeout: int = 600, stdout_only: bool = False, tracking_uri: str | None = None) -> str:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own embedded store
+    env.pop("MLFLOW_TRACKING_URI", None)  # the project's own embedded store, unless a tracking server is given
+    if tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = tracking_uri
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, f"{' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done.stdout if stdout_only else done.stdout + done.stderr
@@ -86,8 +88,8 @@ def commit(project: Path, message: str) -> None:
     sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", message, cwd=project)
 
 
-def with_tiny_preset(project: Path) -> None:
-    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET)
+def with_tiny_preset(project: Path, extra: str = "") -> None:
+    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + extra)
     (project / "conf/local").mkdir()  # the machine-local default preset: not committed, honoured by every entry point
     (project / "conf/local/machine.yaml").write_text("# @package _global_\ndefaults:\n  - override /preset: tiny\n")
 
