@@ -67,20 +67,37 @@ def local_model(uri: str, folder: str) -> str:
     """The model fetched into folder. Fetched from its `models:/` URI, it knows its registered name and
     version (MLflow writes them beside it), so every verdict names them; spark_udf ships the folder."""
     import mlflow
+    from mlflow.exceptions import MlflowException
 
-    return mlflow.artifacts.download_artifacts(uri, dst_path=folder)
+    model_dir = mlflow.artifacts.download_artifacts(uri, dst_path=folder)
+    params = mlflow.models.get_model_info(model_dir).signature.params
+    if params is None or ON_BAD_IMAGE not in [param.name for param in params.params]:
+        # Such a model would fail the whole job on the first bad file.
+        raise MlflowException(
+            f"{uri} was registered before batch scoring (it has no {ON_BAD_IMAGE} parameter): "
+            "pass a version registered since with --model-uri, or register one (`dvc repro`)"
+        )
+    return model_dir
 
 
-def score(spark, paths: list[str], model_dir: str, output: str) -> None:
-    """Every file under paths -> one verdict row per file, written to output as Parquet."""
+def classifier(spark, model_dir: str):
+    """The model as a Spark UDF: a struct column `image` of file bytes -> a struct of the verdict's columns.
+
+    Each Python worker loads the model once per UDF (MLflow caches it), so jobs should share one.
+    """
     import mlflow.pyfunc
+
+    return mlflow.pyfunc.spark_udf(spark, model_dir, env_manager="local", params={ON_BAD_IMAGE: "report"})
+
+
+def score(spark, paths: list[str], classify, output: str) -> None:
+    """Every file under paths -> one verdict row per file (classify: a classifier()), written to output as Parquet."""
     from pyspark.sql import functions as F
 
     files = spark.read.format("binaryFile").option("recursiveFileLookup", "true").load(paths)
     cores = spark.sparkContext.defaultParallelism
     if files.rdd.getNumPartitions() < cores:  # few large partitions would leave cores idle; many need no shuffle
         files = files.repartition(cores)
-    classify = mlflow.pyfunc.spark_udf(spark, model_dir, env_manager="local", params={ON_BAD_IMAGE: "report"})
     verdicts = files.select("path", classify(F.struct(F.col("content").alias(IMAGE_COLUMN))).alias("verdict")).select("path", "verdict.*")
     # The model says "" where it has nothing to say; the Parquet says null: a refused file has no
     # answer or scores (but still names the model that refused it), an answered one no reason.
@@ -120,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         with tempfile.TemporaryDirectory(prefix="batch-model-") as folder:
             model_dir = local_model(uri, folder)
             print(f"scoring {', '.join(args.paths)} with {uri} (store {store}) on {args.master}", flush=True)
-            score(spark, args.paths, model_dir, args.output)
+            score(spark, args.paths, classifier(spark, model_dir), args.output)
         summary = summarise(spark, args.output)
     except (MlflowException, AnalysisException, OSError) as err:  # a wrong path or model: say which, no traceback
         print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
@@ -129,7 +146,18 @@ def main(argv: list[str] | None = None) -> int:
         spark.stop()
     print("\n".join(summary.lines()))
     print(f"verdicts: {args.output}")
+    if os.environ.get("MLFLOW_RUN_ID"):  # under `mlflow run . -e batch`: the summary goes on its run
+        log_summary(summary)
     return 0
+
+
+def log_summary(summary: Summary) -> None:
+    """On the run `mlflow run` started (it logged the entry point's parameters already)."""
+    import mlflow
+
+    with mlflow.start_run():  # resumes the run MLFLOW_RUN_ID names
+        mlflow.log_metrics({"files": summary.files, "refused": len(summary.refused), **{f"answered_{a}": n for a, n in summary.answers.items()}})
+        mlflow.log_text("\n".join(summary.lines()) + "\n", "batch_summary.txt")
 
 
 if __name__ == "__main__":
