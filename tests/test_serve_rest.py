@@ -243,6 +243,21 @@ def test_bad_input_is_refused_cleanly_and_the_server_keeps_answering(servers, ba
         assert got == 200, f"after {name}: {text}"
 
 
+@pytest.mark.parametrize("server", ["mlflow", "guarded"])
+def test_on_bad_image_report_answers_the_good_images_and_names_the_bad(servers, server, bad_images):
+    """The batch-scoring mode over REST: a bad image gets answer "" and its reason, the others their verdicts."""
+    good = encode(gradient(), "JPEG")
+    body = {**split(good, bad_images["truncated"], good), "params": {"on_bad_image": "report"}}
+    status, text = post(servers[server], body)
+    assert status == 200, text
+    rows = json.loads(text)["predictions"]
+    assert [row["refused"] != "" for row in rows] == [False, True, False]
+    assert "truncated" in rows[1]["refused"] and rows[1]["answer"] == ""
+    assert rows[0]["answer"] in ANSWERS and rows[0] == rows[2]
+    status, text = post(servers[server], {**split(good), "params": {"on_bad_image": "ignore"}})
+    assert status == 400 and "on_bad_image" in json.loads(text)["message"], text
+
+
 def raw_exchange(url: str, head: bytes, timeout_s: float = 10) -> bytes:
     """Send raw bytes to the server of url and read what it answers until it closes or timeout_s passes."""
     import socket
