@@ -17,9 +17,16 @@ def model_uri() -> str:
 
 
 def use_tracking_store() -> str:
-    """Point MLflow at the pipeline's store (MLFLOW_TRACKING_URI wins), from any working directory; its URI."""
-    os.environ["MLFLOW_TRACKING_URI"] = tracking_store(mlflow_config())[0]
-    return os.environ["MLFLOW_TRACKING_URI"]
+    """Point MLflow at the pipeline's store (MLFLOW_TRACKING_URI wins), from any working directory; its URI.
+
+    Through mlflow.set_tracking_uri, which wins over the variable inside this process (an earlier call
+    would otherwise keep its store) and exports it to child processes.
+    """
+    import mlflow
+
+    uri = tracking_store(mlflow_config())[0]
+    mlflow.set_tracking_uri(uri)
+    return uri
 
 
 def confidence(row: dict) -> float:

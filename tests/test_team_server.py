@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 from test_pipeline_e2e import SHARED, clone, commit, sh, with_tiny_preset
@@ -79,8 +78,7 @@ def project(server, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client(server) -> MlflowClient:
-    mlflow.set_tracking_uri(server["url"])
-    return MlflowClient(server["url"])
+    return MlflowClient(server["url"])  # not mlflow.set_tracking_uri: that would outlive this module
 
 
 def test_the_pipeline_logs_and_registers_on_the_team_server(server, project, client):
