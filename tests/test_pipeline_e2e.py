@@ -88,6 +88,17 @@ def commit(project: Path, message: str) -> None:
     sh("git", "-c", "user.email=ci@example.com", "-c", "user.name=ci", "commit", "-qm", message, cwd=project)
 
 
+def queue_status_when_done(project: Path) -> str:
+    """`dvc queue status` once nothing is Queued or Running (bounded: at most 600 polls and 20 minutes)."""
+    deadline = time.monotonic() + 1200
+    for _ in range(600):
+        status = sh("dvc", "queue", "status", cwd=project)
+        if not re.search(r"\b(Queued|Running)\b", status) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    return status
+
+
 def with_tiny_preset(project: Path, extra: str = "") -> None:
     (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + extra)
     (project / "conf/local").mkdir()  # the machine-local default preset: not committed, honoured by every entry point
@@ -338,12 +349,7 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
     for name, override in names.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, "-S", "train.epochs=3", cwd=project)
     sh("dvc", "queue", "start", "-j", "2", cwd=project)  # two workers at once, one SQLite store (README)
-    deadline = time.monotonic() + 1200
-    for _ in range(600):  # bounded: at most 600 polls and 20 minutes
-        status = sh("dvc", "queue", "status", cwd=project)
-        if not re.search(r"\b(Queued|Running)\b", status) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    status = queue_status_when_done(project)
     assert not re.search(r"\b(Queued|Running|Failed)\b", status), status
 
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project, stdout_only=True))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
-from test_pipeline_e2e import SHARED, clone, commit, sh, with_tiny_preset
+from test_pipeline_e2e import SHARED, clone, commit, queue_status_when_done, sh, with_tiny_preset
 from test_serve_rest import MODEL_NAME, PHOTOS, post, split
 
 from serve.process import free_port, launch, stop, wait_until_up
@@ -128,12 +128,7 @@ def test_queued_experiments_on_two_workers_land_on_the_team_server(server, proje
     for name, override in EXPERIMENTS.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, cwd=project)
     sh("dvc", "queue", "start", "-j", "2", cwd=project, tracking_uri=server["url"])  # workers keep this environment
-    deadline = time.monotonic() + 1200
-    for _ in range(600):  # bounded: at most 600 polls and 20 minutes
-        status = sh("dvc", "queue", "status", cwd=project)
-        if not re.search(r"\b(Queued|Running)\b", status) or time.monotonic() > deadline:
-            break
-        time.sleep(2)
+    status = queue_status_when_done(project)
     assert not re.search(r"\b(Queued|Running|Failed)\b", status), status
 
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project, stdout_only=True))
