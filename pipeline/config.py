@@ -41,6 +41,10 @@ class HeadConfig:
     pooling: str  # flatten | avg
     hidden_units: int
     dropout: float
+    # keras: Adam, stopped early on validation loss; logistic: one L2-regularised logistic regression
+    # (scikit-learn) per strength in c_grid, the one with the lowest validation log loss kept.
+    fit: str = "keras"
+    c_grid: list[float] = field(default_factory=list)  # inverse L2 strengths tried (fit: logistic)
 
 
 @dataclass
@@ -62,7 +66,7 @@ class DataConfig:
     test_fraction: float
     max_per_class: int | None
     max_pixels: int
-    match_source_resolution: bool  # serve at the training images' own resolution when it is below the input size
+    photo_resize: str  # matched | direct | both: how a photo sharper than the training images reaches the input size
     seed: int
 
 
@@ -141,6 +145,7 @@ class Config:
 
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+PHOTO_RESIZES = ("matched", "direct", "both")  # ServingSettings.view_sizes
 
 
 class ConfigError(UserError, ValueError):
@@ -177,8 +182,16 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
         raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
     if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:
         raise ConfigError("cross_validation needs folds >= 2 and repeats >= 1")
-    if typed.head.pooling not in ("flatten", "avg"):
-        raise ConfigError(f"head.pooling must be flatten or avg, not {typed.head.pooling!r}")
+    if typed.data.photo_resize not in PHOTO_RESIZES:
+        raise ConfigError(f"data.photo_resize must be one of {PHOTO_RESIZES}, not {typed.data.photo_resize!r}")
+    for key in ("head", "neither_head"):
+        spec = typed[key]
+        if spec.pooling not in ("flatten", "avg"):
+            raise ConfigError(f"{key}.pooling must be flatten or avg, not {spec.pooling!r}")
+        if spec.fit not in ("keras", "logistic"):
+            raise ConfigError(f"{key}.fit must be keras or logistic, not {spec.fit!r}")
+        if spec.fit == "logistic" and (spec.hidden_units or spec.dropout or not spec.c_grid):
+            raise ConfigError(f"{key}.fit=logistic is one linear layer: it needs hidden_units 0, dropout 0 and a c_grid")
     OmegaConf.set_readonly(typed, True)
     return typed
 

@@ -107,7 +107,7 @@ def score_fold(cfg: DictConfig, vectors: dict, y: np.ndarray, rows: tuple, seed:
     p = predict(head, known_x[held_k])
 
     known_n, other_n = vectors["known", other_pooling], vectors["other", other_pooling]
-    other_head = fit_other_head(cfg, [known_n[train_k]], [other_n[train_o]], known_n[stop_k], other_n[stop_o], verbose=0)
+    other_head, _ = fit_other_head(cfg, [known_n[train_k]], [other_n[train_o]], known_n[stop_k], other_n[stop_o], verbose=0)
     other_p = {side: predict(other_head, x) for side, x in (("known", known_n[held_k]), ("other", other_n[held_o]))}
     embedding_stats = calibration.fit_embedding_stats(vectors["known", "avg"][fit_k], y[fit_k])
 

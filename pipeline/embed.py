@@ -83,16 +83,18 @@ class Embeddings:
 
 def source_resolution(splits: pd.DataFrame, cfg: DictConfig) -> int | None:
     """The training images' own resolution (median shorter side), or None when there is nothing to
-    match: switched off, or at least the model's input size."""
+    match: at least the model's input size."""
     train = splits[splits.split == "train"]
     side = int(np.median(np.minimum(train.width, train.height)))
-    return side if cfg.data.match_source_resolution and side < cfg.backbone.input_size else None
+    return side if side < cfg.backbone.input_size else None
 
 
 def decode(splits: pd.DataFrame, name: str, cfg: DictConfig, source_size: int | None, count: int | None = None) -> np.ndarray:
-    """The first `count` (default: all) images of a split, as the model takes them."""
+    """The first `count` (default: all) images of a split, as the model takes them: brought down to
+    source_size first unless data.photo_resize is direct (the team's own images mostly are that size)."""
     paths = splits[splits.split == name].path[:count]
-    return load_batch(paths, cfg.backbone.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=source_size)
+    view_size = None if cfg.data.photo_resize == "direct" else source_size
+    return load_batch(paths, cfg.backbone.input_size, cfg.data.max_pixels, progress=f"decode {name}", source_size=view_size)
 
 
 def embed_splits(cfg: DictConfig, splits: pd.DataFrame, extractor: keras.Model) -> Embeddings:

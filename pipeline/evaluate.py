@@ -44,13 +44,13 @@ CACHE_CHECK_IMAGES = 8  # test images run through the whole saved model to check
 CACHE_CHECK_TOLERANCE = 0.02  # largest gap in probability: the cache keeps float16 feature maps
 
 
-def latency_ms(predictor: Predictor, image: np.ndarray, repeats: int = 20) -> float:
-    """Mean wall time of one single-image forward pass, as served, after warm-up, in milliseconds."""
+def latency_ms(predictor: Predictor, views: np.ndarray, repeats: int = 20) -> float:
+    """Mean wall time of the forward pass over one image's views, as served, after warm-up, in milliseconds."""
     for _ in range(3):
-        predictor(image[None])
+        predictor(views)
     start = time.perf_counter()
     for _ in range(repeats):
-        predictor(image[None])
+        predictor(views)
     return (time.perf_counter() - start) / repeats * 1000
 
 
@@ -133,7 +133,7 @@ def evaluate(
         **{f"val_neither_auroc_{score}": auroc for score, auroc in choices["val_aurocs"].items()},
         **{f"test_neither_auroc_{score}": neither_auroc(s["test"], s["other_test"]) for score, s in scores.items()},
         **neither_metrics(y["test"], p["test"], scores[chosen]["test"], scores[chosen]["other_test"], settings.reject_threshold),
-        "latency_ms_per_image": latency_ms(predictor, decode(splits, "test", cfg, settings.source_size, count=1)[0]),
+        "latency_ms_per_image": latency_ms(predictor, np.repeat(decode(splits, "test", cfg, embeddings.source_size, count=1), len(settings.view_sizes), axis=0)),
     }
     metrics.update(score_field_set(cfg, predictor, settings, choices["thresholds"], out_dir))
 
@@ -148,7 +148,7 @@ def evaluate(
     test_paths = list(splits[splits.split == "test"].path)
 
     def where_it_looked(indices: list[int], answers: list[str]) -> np.ndarray:
-        images = load_batch([test_paths[i] for i in indices], cfg.backbone.input_size, cfg.data.max_pixels, source_size=settings.source_size)
+        images = load_batch([test_paths[i] for i in indices], cfg.backbone.input_size, cfg.data.max_pixels, source_size=settings.view_sizes[0])
         return gradcam.heatmaps(model, images, answers, classes)
 
     plots.worst_mistakes(plot_dir, test_paths, y["test"], p["test"], classes, where_it_looked)
@@ -164,12 +164,12 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     """
     folders = [*cfg.data.classes, cfg.data.reject_class]
     field = config.project_root() / cfg.paths.field  # an absolute path stays as it is
-    images, labels, paths = load_folder(field, folders, settings.input_size, settings.max_pixels, settings.source_size)
+    images, labels, paths = load_folder(field, folders, settings.input_size, settings.view_sizes, settings.max_pixels)
     if not len(images):
         print(f"evaluate: no field photos under {field}: field_* metrics skipped")
         pd.DataFrame(columns=["path", "label", "answer"]).to_csv(out_dir / "field_predictions.csv", index=False)  # a declared output
         return {}
-    out = predictor(images)
+    out = predictor(images.reshape(-1, *images.shape[2:])).mean_over_views(images.shape[1])
     metrics = {}
     for score in calibration.SCORES:
         candidate = replace(settings, neither_score=score, reject_threshold=thresholds[score])
@@ -194,6 +194,7 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
         reject_class=cfg.data.reject_class,
         input_size=cfg.backbone.input_size,
         source_size=handover["source_size"],
+        photo_resize=cfg.data.photo_resize,
         max_pixels=cfg.data.max_pixels,
         weights=weights.describe(),
         weights_meaningful=weights.meaningful,

@@ -77,13 +77,22 @@ def load_image(source: bytes | str | Path, size: int, max_pixels: int = DEFAULT_
     first brought down to it, so that serving shows the model what training showed it: a model
     trained on 32x32 images upscaled to 224 has never seen the detail of a sharp 224-pixel photo.
     """
+    return load_views(source, size, [source_size], max_pixels)[0]
+
+
+def load_views(source: bytes | str | Path, size: int, view_sizes: list[int | None], max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Bytes or a file path -> (views, size, size, 3) uint8: the image decoded once, then brought to
+    the input size once per view (load_image's source_size: None goes straight to the input size)."""
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
-    image = decode(data, max_pixels=max_pixels, draft_size=min(size, source_size or size))
+    image = decode(data, max_pixels=max_pixels, draft_size=max(min(size, s or size) for s in view_sizes))  # the sharpest view's
+    return np.stack([resized(image, size, source_size) for source_size in view_sizes])
+
+
+def resized(image: Image.Image, size: int, source_size: int | None) -> np.ndarray:
     # Squash, not crop: a side view of an airliner is much wider than tall, and cropping cuts it off.
     if source_size and min(image.size) > source_size:
         image = image.resize((source_size, source_size), Image.Resampling.BILINEAR)
-    image = image.resize((size, size), Image.Resampling.BILINEAR)
-    return np.asarray(image, dtype=np.uint8)
+    return np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.uint8)
 
 
 def load_batch(paths, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress: str | None = None, source_size: int | None = None) -> np.ndarray:
@@ -97,17 +106,18 @@ def load_batch(paths, size: int, max_pixels: int = DEFAULT_MAX_PIXELS, progress:
     return batch
 
 
-def load_folder(root: str | Path, labels: list[str], size: int, max_pixels: int = DEFAULT_MAX_PIXELS, source_size: int | None = None):
-    """A folder of class folders -> (images, labels, paths); files that are not usable images are
-    reported and skipped."""
+def load_folder(root: str | Path, labels: list[str], size: int, view_sizes: list[int | None], max_pixels: int = DEFAULT_MAX_PIXELS):
+    """A folder of class folders -> (images (n, views, size, size, 3), labels, paths); files that are
+    not usable images are reported and skipped."""
     images, found, paths = [], [], []
     for label in labels:
         for path in sorted(p for p in (Path(root) / label).rglob("*") if p.is_file()):
             try:
-                images.append(load_image(path, size, max_pixels, source_size))
+                images.append(load_views(path, size, view_sizes, max_pixels))
             except ImageError as err:
                 print(f"skipped {path}: {err}")
                 continue
             found.append(label)
             paths.append(str(path))
-    return np.stack(images) if images else np.empty((0, size, size, 3), np.uint8), np.array(found), paths
+    empty = np.empty((0, len(view_sizes), size, size, 3), np.uint8)
+    return np.stack(images) if images else empty, np.array(found), paths

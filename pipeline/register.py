@@ -116,7 +116,7 @@ def choose_runtime(
     model = keras.saving.load_model(model_dir / "model.keras")
     ir = openvino_runtime.export(model, ir_dir)
     val = splits[splits.split.isin(["val", f"{cfg.data.reject_class}_val"])]
-    images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.source_size)
+    images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.view_sizes[0])
     reference = Predictor(model)(images)
     checks = {}
     for precision in cfg.register.openvino_precisions:

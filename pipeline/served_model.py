@@ -22,14 +22,14 @@ import yaml
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-from pipeline.images import ImageError, load_image
+from pipeline.images import ImageError, load_views
 from pipeline.serving_settings import IMAGE_COLUMN, Outputs, ServingSettings
 
 # Pillow releases the GIL while it decodes, so the images of a batch decode in parallel. Measured on 2 cores
 # (benchmarks/README.md, Serving): 16 one-megapixel JPEGs for the 32-pixel model decode in 23.7 ms one after
 # another, 13.6 ms on 2 threads, beside a 54 ms forward; a single image is decoded inline.
 DECODE_THREADS = 2
-BATCH = 16  # images per forward pass; a request past the server's timeout stops between two (serving_deadline)
+BATCH = 16  # images per forward pass (each with its views: ServingSettings.view_sizes); a request past the server's timeout stops between two (serving_deadline)
 UNREGISTERED = "unregistered"
 # predict(params={ON_BAD_IMAGE: "report"}): an unusable image gets answer "" and its reason in column
 # REFUSED ("" for the others) instead of failing the whole batch (batch scoring); "fail" (REST's
@@ -101,9 +101,11 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
                 # A str would be read as a file path by Pillow: never open server files on request.
                 raise MlflowException(f"image {i}: expected image bytes, got {type(data).__name__}", INVALID_PARAMETER_VALUE)
 
+        view_sizes = self.settings.view_sizes
+
         def load(data: bytes):
             try:
-                return load_image(data, self.settings.input_size, self.settings.max_pixels, self.settings.source_size)
+                return load_views(data, self.settings.input_size, view_sizes, self.settings.max_pixels)
             except ImageError as err:
                 return err
 
@@ -118,8 +120,9 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
         for start in range(0, len(good), BATCH):
             if deadline is not None and time.monotonic() > deadline:
                 raise MlflowException(f"stopped after {start} of {len(good)} images: the request timed out")
-            batches.append(self.predictor(np.stack([images[i] for i in good[start : start + BATCH]])))
-        outputs = Outputs.from_batches([vars(batch) for batch in batches]) if batches else Outputs.empty(self.settings.embedding_means.shape[-1])
+            batches.append(self.predictor(np.concatenate([images[i] for i in good[start : start + BATCH]])))
+        channels = self.settings.embedding_means.shape[-1]
+        outputs = Outputs.from_batches([vars(batch) for batch in batches]).mean_over_views(len(view_sizes)) if batches else Outputs.empty(channels)
         rows = self.settings.verdicts(outputs).set_axis(good).reindex(range(len(images)))  # a refused image: an empty row
         rows = rows.assign(model_name=self.model_name, model_version=self.model_version, model_weights=self.settings.weights, model_runtime=self.settings.runtime_label)
         if on_bad_image == "report":  # batch scoring: one bad file must not fail the job; each says why

@@ -35,6 +35,17 @@ class Outputs:
 
         return cls(gather("probability").ravel(), gather("other_probability").ravel(), gather("embedding"))
 
+    def mean_over_views(self, views: int) -> Outputs:
+        """Outputs of n images x `views` views each (image after image) -> the n images' outputs, each
+        the mean over its views (ServingSettings.view_sizes)."""
+        if views == 1:
+            return self
+        return Outputs(
+            self.probability.reshape(-1, views).mean(axis=1),
+            self.other_probability.reshape(-1, views).mean(axis=1),
+            self.embedding.reshape(-1, views, self.embedding.shape[-1]).mean(axis=1),
+        )
+
     @classmethod
     def empty(cls, channels: int) -> Outputs:
         """No images' outputs: a batch whose every image was refused still has its verdict columns."""
@@ -45,7 +56,7 @@ class Outputs:
 class ServingSettings:
     classes: list[str]  # the two known classes; the model's `probability` output is P(classes[1])
     input_size: int  # pixels per side the model takes
-    source_size: int | None  # the training images' resolution: sharper inputs are brought down to it first (None: off)
+    source_size: int | None  # the training images' resolution, if below input_size (None: nothing to match)
     max_pixels: int  # larger images are refused
     weights: str  # the backbone's weights (WeightsSource.describe()): "random init" means a demo model
     weights_meaningful: bool
@@ -53,6 +64,10 @@ class ServingSettings:
     neither_score: str  # one of calibration.SCORES
     reject_threshold: float  # a score above it is answered "neither"
     accept_rate: float  # share of known-class validation images the threshold lets through
+    # How a photo sharper than the training images is brought to input_size (data.photo_resize):
+    # "matched" (down to source_size first, as training saw it), "direct", or "both" (the answer is
+    # the mean over the two views).
+    photo_resize: str = "matched"
     reject_class: str = "other"  # the data/ folder of images that are neither class (the page files "neither" there)
     # What runs the network when serving: "keras" (the reference), or "openvino" at openvino_precision
     # when registration measured that its answers agree with Keras' (pipeline/openvino_runtime.py).
@@ -70,6 +85,13 @@ class ServingSettings:
         return f"openvino {self.openvino_precision}" if self.runtime == "openvino" else "keras"
 
     ARRAYS = "embedding_stats.npz"
+
+    @property
+    def view_sizes(self) -> list[int | None]:
+        """Per view of a photo, the size it is first brought down to (images.load_views; None: straight to input_size)."""
+        if self.source_size is None:
+            return [None]
+        return {"matched": [self.source_size], "direct": [None], "both": [self.source_size, None]}[self.photo_resize]
 
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)

@@ -79,25 +79,63 @@ def balanced(labels: np.ndarray) -> dict[int, float]:
     return {c: len(labels) / (2 * max(n, 1)) for c, n in enumerate(counts)}
 
 
+def fit_logistic(head: keras.Model, x: np.ndarray, y: np.ndarray, validation: tuple, c_grid: list[float], balance: bool) -> pd.DataFrame:
+    """Set the head's one Dense layer to the L2-regularised logistic regression (scikit-learn) on its
+    standardised features with the lowest validation log loss over c_grid -> one row per C tried.
+
+    balance: both labels count alike, in the fit and in the validation loss (the "neither" head).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    standardise = head.get_layer("standardise")
+    z, z_val = (np.asarray(standardise(v)) for v in (x, validation[0]))
+    y_val = validation[1]
+    weights = {name: (np.vectorize(balanced(labels).get)(labels.astype(int)) if balance else None) for name, labels in (("fit", y), ("val", y_val))}
+    rows, fitted = [], []
+    for c in c_grid:
+        model = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balance else None).fit(z, y)
+        p, p_val = model.predict_proba(z)[:, 1], model.predict_proba(z_val)[:, 1]
+        rows.append({
+            "c": c,
+            "loss": log_loss(y, p, sample_weight=weights["fit"], labels=[0, 1]),
+            "accuracy": float(((p >= 0.5) == (y == 1)).mean()),
+            "val_loss": log_loss(y_val, p_val, sample_weight=weights["val"], labels=[0, 1]),
+            "val_accuracy": float(((p_val >= 0.5) == (y_val == 1)).mean()),
+        })
+        fitted.append(model)
+    history = pd.DataFrame(rows)
+    best = fitted[int(history.val_loss.idxmin())]
+    head.layers[-1].set_weights([best.coef_.T.astype("float32"), best.intercept_.astype("float32")])
+    return history
+
+
+def fit_head(
+    cfg: DictConfig, spec, x: np.ndarray, y: np.ndarray, validation: tuple, name: str, balance: bool, callbacks: list = (), verbose: int = 2
+) -> tuple[keras.Model, pd.DataFrame]:
+    """A head (spec: cfg.head or cfg.neither_head) on pooled features -> (head, its history: epochs, or the C values tried)."""
+    head = build_head(x, spec, name)
+    if spec.fit == "logistic":
+        return head, fit_logistic(head, x, y, validation, list(spec.c_grid), balance)
+    weights = balanced(y) if balance else None
+    return head, fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, weights, verbose)
+
+
 def fit_known_head(cfg: DictConfig, x: np.ndarray, y: np.ndarray, validation: tuple, callbacks: list = (), verbose: int = 2) -> tuple[keras.Model, pd.DataFrame]:
     """The head on pooled features (cfg.head): airplane (0) vs automobile (1) -> (head, its history)."""
-    head = build_head(x, cfg.head, "probability")
-    history = fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, verbose=verbose)
-    return head, history
+    return fit_head(cfg, cfg.head, x, y, validation, "probability", False, callbacks, verbose)
 
 
 def fit_other_head(
     cfg: DictConfig, known: list[np.ndarray], other: list[np.ndarray], val: np.ndarray, other_val: np.ndarray,
     callbacks: list = (), verbose: int = 2,
-) -> keras.Model:
+) -> tuple[keras.Model, pd.DataFrame]:
     """The "neither" head on pooled features: every view of the known images (label 0) against the
-    reject-class ones (label 1), the classes weighted alike."""
+    reject-class ones (label 1), the classes weighted alike -> (head, its history)."""
     x = np.concatenate(known + other)
     y = np.r_[np.zeros(sum(map(len, known))), np.ones(sum(map(len, other)))].astype("float32")
     validation = (np.concatenate([val, other_val]), np.r_[np.zeros(len(val)), np.ones(len(other_val))].astype("float32"))
-    head = build_head(x, cfg.neither_head, "other_probability")
-    fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, balanced(y), verbose)
-    return head
+    return fit_head(cfg, cfg.neither_head, x, y, validation, "other_probability", True, callbacks, verbose)
 
 
 def fine_tune(
@@ -116,6 +154,11 @@ def fine_tune(
     )
     history.index += first_epoch
     return history, embed_splits(cfg, splits, extractor)
+
+
+def log_chosen_c(histories: dict[str, pd.DataFrame]) -> None:
+    """The strength each logistic head kept, as <key>_c metrics (Keras-fitted heads have none)."""
+    mlflow.log_metrics({f"{key}_c": float(h.c[h.val_loss.idxmin()]) for key, h in histories.items() if "c" in h})
 
 
 def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.DataFrame, dict]:
@@ -139,6 +182,7 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     known = np.concatenate(vectors("train", cfg.head.pooling))
     validation = (embeddings.pooled("val", cfg.head.pooling), y_val)
     head, history = fit_known_head(cfg, known, np.tile(y_train, len(known) // len(y_train)), validation, [MlflowEpochMetrics()])
+    known_history = history  # before fine-tuning adds its epochs
     head = on_feature_maps(head, cfg.head.pooling, map_shape, "probability")
     del known
 
@@ -149,11 +193,12 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     history.insert(0, "epoch", range(1, len(history) + 1))
 
     pooling = cfg.neither_head.pooling
-    other_head = fit_other_head(
+    other_head, other_history = fit_other_head(
         cfg, vectors("train", pooling), vectors("other_train", pooling),
         embeddings.pooled("val", pooling), embeddings.pooled("other_val", pooling),
         [MlflowEpochMetrics(prefix="other_epoch_")],
     )
+    log_chosen_c({"head": known_history, "neither_head": other_history})
     other_head = on_feature_maps(other_head, pooling, map_shape, "other_probability")
     stats = fit_embedding_stats(embeddings.pooled("train", "avg"), y_train)
     return assemble(extractor, head, other_head), history, stats

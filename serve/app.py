@@ -73,7 +73,7 @@ def where_it_looked(data: bytes, photo, answer: str):
     from pipeline import gradcam
 
     served = settings()
-    image = load_image(data, served.input_size, served.max_pixels, served.source_size)
+    image = load_image(data, served.input_size, served.max_pixels, served.view_sizes[-1])  # the sharpest view the model answers on
     heatmap = gradcam.heatmaps(champion()[1], image[None], [answer], served.classes)[0]
     return gradcam.overlay(photo, heatmap)
 
