@@ -1,5 +1,6 @@
 """Stage `evaluate@<backbone>`: models/<backbone>/ + embeddings/<backbone>/ + splits.csv + data/ + the field photos ->
-metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv, plots/).
+metrics/<backbone>.json + evaluation/<backbone>/ (serving/ (the ServingSettings), predictions.csv, field_predictions.csv,
+baseline_predictions.csv, plots/).
 
 Fits on validation what serving applies: the temperature that calibrates the probabilities (kept
 only if it lowers the calibration error) and the "neither" score and threshold (the score that
@@ -9,7 +10,8 @@ accuracy, each class weighted alike). Then measures everything on test, and on t
 embed stage's cached feature maps, so no backbone runs over the team data here. The same metrics dict goes to metrics/<backbone>.json (DVC)
 and to the backbone's MLflow run, with the plots as artifacts. On small data (cross_validation.max_images)
 it also cross-validates the heads over train+val (cv_*, pipeline/cross_validation.py) and chooses the
-"neither" score on that.
+"neither" score on that. The plain baseline (pipeline/baseline.py) is measured beside it on the same
+cached embeddings (baseline_*), so every comparison shows what the recipe gains over it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import calibration, config, gradcam, plots, tracking
+from pipeline import baseline, calibration, config, gradcam, plots, tracking
 from pipeline.cross_validation import cross_validate, is_small
 from pipeline.embed import Embeddings, decode
 from pipeline.errors import main_of
@@ -138,6 +140,7 @@ def evaluate(
     metrics.update(score_field_set(cfg, predictor, settings, choices["thresholds"], out_dir))
 
     test = pd.concat([splits[splits.split == name] for name in ("test", "other_test")])  # the order of p below
+    metrics.update(measure_baseline(cfg, predictor, settings, embeddings, test, out_dir))
     test.assign(
         p_positive=np.r_[p["test"], p["other_test"]],
         neither_score=np.r_[scores[chosen]["test"], scores[chosen]["other_test"]],
@@ -155,6 +158,16 @@ def evaluate(
     return metrics, settings
 
 
+def field_photos(cfg: DictConfig, settings: ServingSettings, view_sizes: list[int | None]):
+    """The real photos of paths.field in the known and reject-class folders -> (images (n, views, ...), labels, paths), or None if there are none."""
+    field = config.project_root() / cfg.paths.field  # an absolute path stays as it is
+    images, labels, paths = load_folder(field, [*cfg.data.classes, cfg.data.reject_class], settings.input_size, view_sizes, settings.max_pixels)
+    if not len(images):
+        print(f"evaluate: no field photos under {field}: field_* metrics skipped")
+        return None
+    return images, labels, paths
+
+
 def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSettings, thresholds: dict, out_dir: Path) -> dict:
     """The real photos of paths.field, answered as served -> field_* metrics and field_predictions.csv.
 
@@ -162,13 +175,11 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     photos people take. Each candidate "neither" score is also reported with its own validation
     threshold (field_three_way_accuracy_<score>), for comparison.
     """
-    folders = [*cfg.data.classes, cfg.data.reject_class]
-    field = config.project_root() / cfg.paths.field  # an absolute path stays as it is
-    images, labels, paths = load_folder(field, folders, settings.input_size, settings.view_sizes, settings.max_pixels)
-    if not len(images):
-        print(f"evaluate: no field photos under {field}: field_* metrics skipped")
+    photos = field_photos(cfg, settings, settings.view_sizes)
+    if photos is None:
         pd.DataFrame(columns=["path", "label", "answer"]).to_csv(out_dir / "field_predictions.csv", index=False)  # a declared output
         return {}
+    images, labels, paths = photos
     out = predictor(images.reshape(-1, *images.shape[2:])).mean_over_views(images.shape[1])
     metrics = {}
     for score in calibration.SCORES:
@@ -181,6 +192,20 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
             rows.insert(0, "label", labels)
             rows.insert(0, "path", paths)
             rows.to_csv(out_dir / "field_predictions.csv", index=False)
+    return metrics
+
+
+def measure_baseline(cfg: DictConfig, predictor: Predictor, settings: ServingSettings, embeddings: Embeddings, test_rows: pd.DataFrame, out_dir: Path) -> dict:
+    """The plain baseline (pipeline/baseline.py) on the same cached embeddings -> baseline_* metrics and baseline_predictions.csv."""
+    photos = field_photos(cfg, settings, [None])  # resized straight to the input size
+    field = None if photos is None else (predictor(photos[0][:, 0]).embedding, photos[1])
+    names = ("train", *SPLITS)
+    stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
+    metrics, test = baseline.measure(
+        {name: embeddings.pooled(name, "avg") for name in names}, {name: embeddings.labels[name].astype(int) for name in names},
+        stats, field, settings.classes, settings.reject_class,
+    )
+    baseline.predictions(test_rows, test).to_csv(out_dir / "baseline_predictions.csv", index=False)
     return metrics
 
 

@@ -85,7 +85,7 @@ def worst_mistakes(out_dir: Path, paths: list[str], y_true: np.ndarray, p_positi
 
 
 def comparison_chart(path: Path, table: pd.DataFrame) -> None:
-    """Each backbone's test accuracy, ROC AUC and "neither" AUROC with 95% intervals, and its latency."""
+    """Each row's (backbone and recipe) test accuracy, ROC AUC and "neither" AUROC with 95% intervals, and each backbone's latency."""
     metrics = ["accuracy", "roc_auc", "neither_auroc"]
     figure, (scores, latency) = plt.subplots(1, 2, figsize=(10, 4), gridspec_kw={"width_ratios": [3, 1]})
     width = 0.8 / len(table)
@@ -93,12 +93,13 @@ def comparison_chart(path: Path, table: pd.DataFrame) -> None:
         x = np.arange(len(metrics)) + i * width
         values = np.array([getattr(row, m) for m in metrics])
         errors = np.array([[v - getattr(row, m + "_low"), getattr(row, m + "_high") - v] for m, v in zip(metrics, values)]).T
-        scores.bar(x, values, width, yerr=errors, capsize=3, label=row.backbone)
+        scores.bar(x, values, width, yerr=errors, capsize=3, label=f"{row.backbone} ({row.recipe})")
     scores.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, ["test accuracy", "test ROC AUC", '"neither" AUROC'])
     scores.set_ylim(0, 1)
     scores.legend(loc="lower right")
     scores.set_title("test set, 95% bootstrap intervals")
-    latency.bar(table.backbone, table.latency_ms_per_image, color="gray")
+    networks = table.drop_duplicates("backbone")  # a backbone's recipes share its network
+    latency.bar(networks.backbone, networks.latency_ms_per_image, color="gray")
     latency.set_title("latency ms / image")
     latency.tick_params(axis="x", rotation=30)
     save(figure, path)

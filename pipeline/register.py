@@ -165,10 +165,31 @@ def runtime_lines(cfg: DictConfig, settings: ServingSettings, checks: dict[str, 
     return "\n".join(lines)
 
 
+def recipe_lines(cfg: DictConfig, rows: pd.DataFrame) -> str:
+    """The model card's recipe section: what was chosen, and its field figures beside the plain baseline's (compare's rows)."""
+    head, neither = cfg.head, cfg.neither_head
+    lines = [
+        f"- Head `{head.name}` ({head.fit}), \"neither\" head fitted {neither.fit}, augmentation `{cfg.augment.name}`,"
+        f" photos brought to the input size `{cfg.data.photo_resize}` (data.photo_resize); see benchmarks/README.md, \"Real photos: the ablation\".",
+        "",
+        "| real photos | binary (likelier class) | own class | \"neither\" on other | three-way (95% interval) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for recipe, name in (("pipeline", "this model"), ("baseline", "plain baseline")):
+        r = rows.loc[recipe]
+        lines.append(
+            f"| {name} | {r.field_accuracy:.3f} | {r.field_known_answered_right:.3f} | {r.field_neither_rate_on_other:.3f} | "
+            f"{r.field_three_way_accuracy:.3f} ({r.field_three_way_accuracy_low:.3f} to {r.field_three_way_accuracy_high:.3f}) |"
+        )
+    return "\n".join(lines)
+
+
 def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: ServingSettings, checks: dict) -> str:
     """What a user of this version should know, in markdown: data, metrics with intervals, limits."""
     metrics = read_json(config.metrics_file(cfg, cfg.backbone.name))
-    comparison = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv").set_index("backbone").loc[cfg.backbone.name]
+    table = pd.read_csv(Path(cfg.paths.comparison) / "comparison.csv")
+    rows = table[table.backbone == cfg.backbone.name].set_index("recipe")
+    comparison = rows.loc["pipeline"]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
     weights = recorded_weights(Path(cfg.paths.models) / spec.name)
@@ -219,6 +240,9 @@ Tells **{cfg.data.classes[0]}**, **{cfg.data.classes[1]}** or **neither** from a
 - Expected calibration error {metrics["test_ece"]:.3f} (raw {metrics["test_ece_raw"]:.3f}); latency {metrics["latency_ms_per_image"]:.1f} ms per image on the build machine.
 {field}
 {sureness}
+
+## Recipe
+{recipe_lines(cfg, rows)}
 
 ## Runtime
 {runtime_lines(cfg, settings, checks)}

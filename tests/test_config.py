@@ -86,7 +86,7 @@ def test_a_machine_local_preset_is_the_default_that_overrides_still_change(tmp_p
     (conf / "local").mkdir()
     (conf / "local/machine.yaml").write_text("# @package _global_\ndefaults:\n  - override /preset: offline\n")
     params = tmp_path / "params.yaml"
-    for overrides, augment in (([], "light"), (["augment=heavy"], "heavy")):
+    for overrides, augment in (([], "none"), (["augment=heavy"], "heavy")):
         compose_and_dump(str(params), str(conf), None, "config", ".", overrides)
         composed = yaml.safe_load(params.read_text())
         assert composed["backbones"]["vgg16"]["weights"] is None and composed["augment"]["name"] == augment

@@ -228,10 +228,19 @@ def test_evaluation_plots_comparison_and_model_card(project, first_repro):
         for name in ("confusion_matrix", "roc", "precision_recall", "reliability", "training_curves", "worst_mistakes"):
             assert (plots / f"{name}.png").stat().st_size > 1000, name
     table = pd.read_csv(project / "artifacts/comparison/comparison.csv")
-    assert list(table.backbone) == BACKBONES
-    assert table.set_index("backbone").weights.str.startswith("random init").to_dict() == {b: b != "mobilenet_v2" for b in BACKBONES}
-    assert "field three-way" in (project / "artifacts/comparison/comparison.md").read_text()
+    assert list(zip(table.backbone, table.recipe)) == [(b, r) for r in ("pipeline", "baseline") for b in BACKBONES]
+    ours = table[table.recipe == "pipeline"]
+    assert ours.set_index("backbone").weights.str.startswith("random init").to_dict() == {b: b != "mobilenet_v2" for b in BACKBONES}
+    report = (project / "artifacts/comparison/comparison.md").read_text()
+    assert "field three-way" in report
     assert (table.accuracy_low <= table.accuracy).all() and (table.accuracy <= table.accuracy_high).all()
+    # The plain baseline is a row of every comparison, measured like the pipeline's recipe, on the same 93 photos.
+    plain = table[table.recipe == "baseline"].set_index("backbone")
+    assert (plain.field_images == 93).all() and plain.field_three_way_accuracy.between(0, 1).all()
+    assert (plain.field_three_way_accuracy_low <= plain.field_three_way_accuracy).all()
+    assert "| mobilenet_v2 | baseline |" in report and "against the baseline's" in report
+    metrics = json.loads((project / "metrics/mobilenet_v2.json").read_text())
+    assert plain.loc["mobilenet_v2", "field_three_way_accuracy"] == pytest.approx(metrics["baseline_field_three_way_accuracy"])
     client = client_for(project)
     run = client.search_runs([client.get_experiment_by_name("airplane-automobile").experiment_id], "tags.backbone = 'vgg16'")[0]
     logged = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
@@ -240,6 +249,7 @@ def test_evaluation_plots_comparison_and_model_card(project, first_repro):
     card = client.get_model_version(MODEL, "1").description
     assert "## The \"neither\" answer" in card and "95% CI" in card
     assert "Answers computed by OpenVINO at" in card and "against Keras on" in card  # measured at registration
+    assert "## Recipe" in card and "| plain baseline |" in card
     html = sh("dvc", "plots", "show", "-o", str(project / "plots-html"), cwd=project)
     assert (project / "plots-html/index.html").exists(), html
 
