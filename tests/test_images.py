@@ -5,7 +5,8 @@ import pytest
 from conftest import encode, gradient
 from PIL import Image
 
-from pipeline.images import ImageError, decode, load_image
+from pipeline.images import ImageError, decode, load_image, load_views
+from pipeline.serving_settings import Outputs, ServingSettings
 
 TEST_MAX_PIXELS = 1_000_000
 
@@ -54,3 +55,31 @@ def test_a_sharp_image_is_brought_down_to_the_training_resolution_first():
     assert load_image(sharp, 224, source_size=32).std() < 10  # brought down to 32 first: a flat grey
     small = encode(gradient(32, 32), "PNG")
     np.testing.assert_array_equal(load_image(small, 224, source_size=32), load_image(small, 224))
+
+
+def test_both_views_of_a_photo_are_what_matched_and_direct_give_alone():
+    """photo_resize=both: one decode, then the matched view (down to the training resolution first) and the direct one."""
+    stripes = np.zeros((224, 224, 3), np.uint8)
+    stripes[:, ::2] = 255
+    sharp = encode(Image.fromarray(stripes), "PNG")  # a JPEG decodes at the sharpest view's draft scale: close, not equal
+    views = load_views(sharp, 224, [32, None])
+    assert views.shape == (2, 224, 224, 3)
+    np.testing.assert_array_equal(views[0], load_image(sharp, 224, source_size=32))
+    np.testing.assert_array_equal(views[1], load_image(sharp, 224))
+    assert views[0].std() < 10 < 100 < views[1].std()
+
+
+def test_serving_settings_name_the_views_and_outputs_average_over_them():
+    def views(resize, source_size=32):
+        return ServingSettings(
+            classes=["a", "b"], input_size=224, source_size=source_size, max_pixels=10**6, weights="w", weights_meaningful=True,
+            temperature=1.0, neither_score="other_probability", reject_threshold=0.5, accept_rate=1.0, photo_resize=resize,
+        ).view_sizes
+
+    assert (views("matched"), views("direct"), views("both")) == ([32], [None], [32, None])
+    assert views("both", source_size=None) == [None]  # training images as sharp as the input: one view
+    two = Outputs(np.array([0.2, 0.4, 0.9, 0.7]), np.array([0.0, 1.0, 0.5, 0.5]), np.arange(8.0).reshape(4, 2))
+    mean = two.mean_over_views(2)  # image after image: (0.2, 0.4) are the first image's views
+    np.testing.assert_allclose(mean.probability, [0.3, 0.8])
+    np.testing.assert_allclose(mean.other_probability, [0.5, 0.5])
+    np.testing.assert_allclose(mean.embedding, [[1.0, 2.0], [5.0, 6.0]])

@@ -100,3 +100,27 @@ def test_the_bootstraps_rank_auc_is_roc_auc_score():
         assert rank_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     with pytest.raises(ValueError):
         rank_auc(np.ones(5), np.arange(5))
+
+
+def test_the_baseline_is_measured_on_every_split_and_the_field_photos():
+    from pipeline import baseline
+    from pipeline.calibration import fit_embedding_stats
+
+    rng = np.random.default_rng(0)
+
+    def split(n, label):  # class 0 near -1, class 1 near +1, reject class far off
+        centre = {0: -1.0, 1: 1.0, 2: 6.0}[label]
+        return rng.normal(centre, 1.0, size=(n, 4)), np.full(n, min(label, 1))
+
+    vectors, y = {}, {}
+    for name, n in (("train", 200), ("val", 60), ("test", 60)):
+        (a, ya), (b, yb) = split(n // 2, 0), split(n // 2, 1)
+        vectors[name], y[name] = np.r_[a, b], np.r_[ya, yb]
+    for name in ("other_val", "other_test"):
+        vectors[name], y[name] = split(30, 2)
+    stats = fit_embedding_stats(vectors["train"], y["train"])
+    field = (np.r_[split(10, 0)[0], split(10, 1)[0], split(10, 2)[0]], np.array(["airplane"] * 10 + ["automobile"] * 10 + ["other"] * 10))
+    metrics, (p, score) = baseline.measure(vectors, y, stats, field, CLASSES, "other")
+    assert metrics["baseline_val_accuracy"] > 0.8 and metrics["baseline_test_neither_auroc"] > 0.95
+    assert metrics["baseline_field_images"] == 30 and metrics["baseline_field_three_way_accuracy"] > 0.8
+    assert len(p) == len(score) == 90  # test, then other_test: the rows of baseline_predictions.csv

@@ -154,3 +154,23 @@ def test_the_served_model_imports_no_config_hydra_or_dvc_code():
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout
     assert out.strip().splitlines()[-1] == "[] False"
+
+
+def test_a_logistic_head_is_the_regression_with_the_best_validation_loss_inside_a_keras_head():
+    """head=logistic: scikit-learn fits one logistic regression per C, validation log loss picks one, and the saved
+    Keras head (standardise -> Dense) gives its probabilities, so export, serving and Grad-CAM are unchanged."""
+    from omegaconf import OmegaConf
+    from sklearn.linear_model import LogisticRegression
+
+    from pipeline.train import fit_known_head
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400).astype("float32")
+    x = (rng.normal(size=(400, 50)) + y[:, None] * 0.3).astype("float32") * 7.0 + 3.0  # unstandardised, as backbones are
+    cfg = OmegaConf.create({"head": {"name": "logistic", "pooling": "avg", "hidden_units": 0, "dropout": 0.0, "fit": "logistic", "c_grid": [1e-4, 1e-2, 1.0]}})
+    head, history = fit_known_head(cfg, x[:300], y[:300], (x[300:], y[300:]), verbose=0)
+    assert list(history.c) == [1e-4, 1e-2, 1.0] and history.val_loss.notna().all()
+    best_c = history.c[history.val_loss.idxmin()]
+    z = (x - x[:300].mean(axis=0)) / x[:300].std(axis=0)
+    reference = LogisticRegression(C=best_c, max_iter=2000).fit(z[:300], y[:300]).predict_proba(z[300:])[:, 1]
+    np.testing.assert_allclose(np.asarray(head(x[300:])).ravel(), reference, atol=2e-3)
