@@ -256,7 +256,8 @@ and {cfg.data.classes[1]} validation images through; on the test split it flagge
 ## Known limits
 - Trained on the images in `data/` only: what is unlike them (drawings, unusual viewpoints, other vehicles such as
   trucks or ships) may be answered with confidence, and "neither" only knows the kinds of image in `{cfg.data.reject_class}/`.
-- The team dataset is 32x32 CIFAR-10, upscaled; large real photos are downscaled to {spec.input_size} pixels a side.
+- The team dataset is 32x32 CIFAR-10, upscaled; a photo reaches {spec.input_size} pixels a side as `data.photo_resize`
+  says ({cfg.data.photo_resize}: "both" answers with the mean over the photo brought down to the training resolution and resized straight).
 - With random-init weights the scores show that the pipeline works, not how good a backbone is.
 """
 
