@@ -116,7 +116,11 @@ def fit_head(
     """A head (spec: cfg.head or cfg.neither_head) on pooled features -> (head, its history: epochs, or the C values tried)."""
     head = build_head(x, spec, name)
     if spec.fit == "logistic":
-        return head, fit_logistic(head, x, y, validation, list(spec.c_grid), balance)
+        history = fit_logistic(head, x, y, validation, list(spec.c_grid), balance)
+        for step, row in history.drop(columns="c").iterrows():  # one step per C tried: the MLflow curves a Keras head has per epoch
+            for callback in callbacks:
+                callback.on_epoch_end(step, row.to_dict())
+        return head, history
     weights = balanced(y) if balance else None
     return head, fit(head, x, y, validation, cfg, cfg.train.learning_rate, cfg.train.epochs, callbacks, weights, verbose)
 
