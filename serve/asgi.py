@@ -5,7 +5,10 @@ Run:  python -m serve.asgi   (HOST, PORT, MODEL_URI, MLFLOW_TRACKING_URI, SERVE_
       from the environment)
 
 MLflow's app (the one `mlflow models serve` runs) still does all the work: /ping, /version, JSON
-and Parquet parsing, base64 decoding, the signature check and predict. The guard only adds what
+and Parquet parsing, base64 decoding, the signature check and predict. Raw uploads, which MLflow does
+not take (multipart/form-data file parts, one image each, or an application/octet-stream body of one
+image), the guard turns into the same dataframe_split request, so they get the same limits, errors
+and verdict rows as JSON. The guard only adds what
 MLflow cannot be told to do: it refuses bodies over a size limit (from Content-Length when it is
 declared, before reading), batches over an image limit, JSON nested past Python's recursion limit
 and CSV (which cannot carry bytes); it checks a JSON batch item by item so an error names the item;
@@ -39,6 +42,12 @@ NESTED = b"[" * 32  # brackets in a row: a request of ours nests three deep at m
 ITEM_SLACK = 64  # arrays and objects beyond two per image: the request's own, columns, params
 MAX_MESSAGE_CHARS = 300  # an error message longer than this is not one a person reads
 HIDDEN_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")  # FastAPI's, not our API
+FORM, OCTET_STREAM = b"multipart/form-data", b"application/octet-stream"  # raw uploads, made JSON here
+MLFLOW_TYPES = (b"application/json", b"application/x-parquet")  # what MLflow's app parses itself (CSV is refused)
+ACCEPTED = (
+    "application/json (dataframe_split or dataframe_records, base64), multipart/form-data (a file part per image, "
+    "curl -F image=@photo.jpg) or application/octet-stream (one image file's bytes)"
+)
 
 
 @dataclass(frozen=True)
@@ -157,6 +166,68 @@ def problem(body: bytes, max_images: int) -> tuple[int, str] | None:
     return None
 
 
+class Refused(Exception):
+    """A request refused before MLflow sees it: args are (status, what is wrong)."""
+
+
+async def uploaded_images(content_type: bytes, body: bytes, max_images: int) -> list[bytes]:
+    """A multipart/form-data or application/octet-stream body -> its image files' bytes, in order; Refused if unusable.
+
+    Multipart is parsed by Starlette's parser (Starlette comes with MLflow's server; the parser runs
+    on python-multipart), from the body already read and within the size limit. A form part without
+    a filename is a plain field, not an image, and is ignored.
+    """
+    media_type = content_type.split(b";")[0].strip().lower()
+    if not body:
+        raise Refused(400, "empty body: send an image file" + (" as a file part (curl -F image=@photo.jpg)" if media_type == FORM else "'s bytes"))
+    if media_type == OCTET_STREAM:
+        return [body]
+    try:  # installed with the project (requirements-common.txt), not with MLflow alone
+        from python_multipart.multipart import parse_options_header
+    except ImportError:
+        raise Refused(415, "multipart/form-data needs python-multipart, not installed here; send application/octet-stream or JSON") from None
+    from starlette.datastructures import Headers, UploadFile
+    from starlette.formparsers import MultiPartException, MultiPartParser
+
+    boundary = parse_options_header(content_type)[1].get(b"boundary")
+    if not boundary:
+        raise Refused(400, "malformed multipart/form-data: the Content-Type names no boundary")
+    # Counted in the raw bytes first (C speed), as problem() counts JSON items: a boundary cannot
+    # occur inside a part, so this bounds the parts, and the parser's work, before parsing.
+    if (parts := body.count(b"--" + boundary) - 1) > max_images:
+        raise Refused(413, f"{parts} form parts in one request, over the limit of {max_images} images (SERVE_MAX_IMAGES); send several requests")
+    if b"--" + boundary + b"--" not in body:  # the parser drops an unfinished last part without a word
+        raise Refused(400, "malformed multipart/form-data: no closing boundary (the body is cut short?)")
+
+    async def whole_body():
+        yield body
+
+    try:
+        form = await MultiPartParser(Headers(raw=[(b"content-type", content_type)]), whole_body(), max_files=max_images, max_fields=max_images).parse()
+    except MultiPartException as err:  # its messages name the problem and quote no input
+        raise Refused(400, f"malformed multipart/form-data: {err.message}") from None
+    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    try:
+        images = [await file.read() for file in files]
+    finally:
+        await form.close()  # the parser spools large files to temporary files
+    if not images:
+        raise Refused(400, "no file part in the form: send each image as a file part (curl -F image=@photo.jpg)")
+    return images
+
+
+def as_json_request(images: list[bytes]) -> bytes:
+    """Image files' bytes -> the dataframe_split request MLflow's app reads, as a JSON client sends it."""
+    data = [[base64.b64encode(image).decode("ascii")] for image in images]
+    return json.dumps({"dataframe_split": {"columns": [IMAGE_COLUMN], "data": data}}).encode()
+
+
+def with_json_headers(scope: dict, length: int) -> dict:
+    """The request's scope with the headers of the JSON body that replaced its upload."""
+    kept = [(name, value) for name, value in scope["headers"] if name not in (b"content-type", b"content-length")]
+    return {**scope, "headers": [*kept, (b"content-type", b"application/json"), (b"content-length", str(length).encode())]}
+
+
 def clean(message: str) -> str:
     """An MLflow error message -> the same without the input it echoes or the protocol essay."""
     # "Failed to predict data '<input>'. \nError: <the model's message>", and the same shape for a
@@ -176,6 +247,10 @@ def error_body(status: int, body: bytes) -> dict:
     except (ValueError, KeyError, TypeError, AttributeError):  # a plain-text error, e.g. 415
         code = "INTERNAL_ERROR" if status >= 500 else "BAD_REQUEST"
         return {"error_code": code, "message": clean(body.decode("utf-8", "replace"))}
+
+
+def error_code(status: int) -> str:
+    return "REQUEST_LIMIT_EXCEEDED" if status == 413 else "INVALID_PARAMETER_VALUE"
 
 
 async def respond(send, status: int, error: dict, headers: tuple = ()) -> None:
@@ -217,13 +292,23 @@ class Guard:
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if content_type == b"text/csv":
             # CSV cannot carry bytes: the model would get text, and today reads a str as a file path here.
-            csv = "CSV cannot carry image bytes; send JSON (dataframe_split or dataframe_records, base64)"
+            csv = f"CSV cannot carry image bytes; send {ACCEPTED}"
             return await respond(send, 415, {"error_code": "BAD_REQUEST", "message": csv})
+        if content_type not in (FORM, OCTET_STREAM, *MLFLOW_TYPES):  # MLflow's own 415 would not list the uploads
+            unsupported = f"unsupported content type {content_type.decode('latin-1')[:60]!r}; the content types accepted: {ACCEPTED}"
+            return await respond(send, 415, {"error_code": "BAD_REQUEST", "message": unsupported})
+        if content_type in (FORM, OCTET_STREAM):
+            try:
+                images = await uploaded_images(headers[b"content-type"], body, self.limits.max_images)
+            except Refused as refused:
+                status, message = refused.args
+                return await respond(send, status, {"error_code": error_code(status), "message": message})
+            body = await asyncio.to_thread(as_json_request, images)  # base64 of up to the body limit: off the loop
+            scope = with_json_headers(scope, len(body))
         # In a thread, as MLflow parses: a large body must not stall /ping and other requests.
-        if content_type == b"application/json" and (found := await asyncio.to_thread(problem, body, self.limits.max_images)):
+        elif content_type == b"application/json" and (found := await asyncio.to_thread(problem, body, self.limits.max_images)):
             status, message = found
-            code = "REQUEST_LIMIT_EXCEEDED" if status == 413 else "INVALID_PARAMETER_VALUE"
-            return await respond(send, status, {"error_code": code, "message": message})
+            return await respond(send, status, {"error_code": error_code(status), "message": message})
         if self.predicting >= self.limits.max_concurrent:
             busy = f"{self.predicting} requests are being answered, the most at once (SERVE_MAX_CONCURRENT); retry in a second"
             return await respond(send, 503, {"error_code": "TEMPORARILY_UNAVAILABLE", "message": busy}, ((b"retry-after", b"1"),))

@@ -147,6 +147,20 @@ def post(url: str, body, content_type: str = "application/json") -> tuple[int, s
         return err.code, err.read().decode()
 
 
+BOUNDARY = "----test-boundary-7f3a"
+FORM = f"multipart/form-data; boundary={BOUNDARY}"
+
+
+def form(*parts: tuple[str, str | None, bytes]) -> bytes:
+    """(field name, file name or None for a plain field, content) parts -> a multipart/form-data body, as curl -F sends it."""
+    body = b""
+    for name, filename, content in parts:
+        disposition = f'form-data; name="{name}"' + (f'; filename="{filename}"' if filename else "")
+        body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
+        body += (b"Content-Type: application/octet-stream\r\n" if filename else b"") + b"\r\n" + content + b"\r\n"
+    return body + f"--{BOUNDARY}--\r\n".encode()
+
+
 def real_photos(per_folder: int) -> list[Path]:
     return [path for folder in ("airplane", "automobile", "other") for path in sorted((PHOTOS / folder).glob("*.jpg"))[:per_folder]]
 
@@ -223,6 +237,20 @@ def bad_requests(bad_images: dict[str, bytes]) -> dict[str, tuple]:
             "over the size limit": (split(b"\0" * MAX_BODY_BYTES), "application/json", 413, "limit"),
             "wrong content type": (b64(good).encode(), "image/png", 415, "content types"),
             "CSV naming a file on the server": (f"image\n{ROOT / 'README.md'}\n".encode(), "text/csv", 415, "CSV"),
+            "form-urlencoded (curl --data-binary without -H)": (b64(good).encode(), "application/x-www-form-urlencoded", 415, "multipart/form-data"),
+            "form with a bad image": (form(("image", "a.png", good), ("image", "b.png", b"hello")), FORM, 400, "image 1: not an image"),
+            "form without a file part": (form(("image", None, b"just text")), FORM, 400, "no file part"),
+            "form without a boundary": (form(("image", "a.png", good)), "multipart/form-data", 400, "no boundary"),
+            "form cut short": (form(("image", "a.png", good))[:-40], FORM, 400, "no closing boundary"),
+            "form malformed": (f"garbage\r\n--{BOUNDARY}--\r\n".encode(), FORM, 400, "malformed multipart"),
+            "form part without a name": (form(("image", "a.png", good)).replace(b'name="image"; ', b""), FORM, 400, "malformed multipart"),
+            "empty form": (b"", FORM, 400, "empty body"),
+            "form over the image limit": (form(*[("image", "a.png", good)] * 65), FORM, 413, "SERVE_MAX_IMAGES"),
+            "form over the size limit": (form(("image", "a.png", b"\0" * MAX_BODY_BYTES)), FORM, 413, "limit"),
+            "empty octet-stream": (b"", "application/octet-stream", 400, "empty body"),
+            "octet-stream not an image": (b"hello", "application/octet-stream", 400, "image 0: not an image"),
+            "octet-stream over the pixel limit": (bad_images["pixels"], "application/octet-stream", 400, "over the limit"),
+            "octet-stream over the size limit": (b"\0" * (MAX_BODY_BYTES + 1), "application/octet-stream", 413, "limit"),
         }
     )
     return cases
@@ -241,6 +269,25 @@ def test_bad_input_is_refused_cleanly_and_the_server_keeps_answering(servers, ba
         assert b64(good)[:16] not in text and "iVBOR" not in text, f"{name}: echoes the input: {text}"
         got, text = post(url, split(good))
         assert got == 200, f"after {name}: {text}"
+
+
+def test_raw_uploads_answer_as_json_does(servers):
+    """Photo files as multipart/form-data parts (curl -F) and as an application/octet-stream body (curl --data-binary):
+    the guarded server answers them with the same verdict rows as the same photos in JSON."""
+    url = servers["guarded"]
+    plane, car = (sorted((PHOTOS / folder).glob("*.jpg"))[0].read_bytes() for folder in ("airplane", "automobile"))
+    status, as_json = post(url, split(plane, car))
+    assert status == 200, as_json
+    # Any field names; a plain (non-file) field beside them is not an image and is ignored.
+    status, text = post(url, form(("image", "plane.jpg", plane), ("note", None, b"two photos"), ("photo", "car.jpg", car)), FORM)
+    assert status == 200, text
+    check_verdicts(text, 2)
+    assert json.loads(text) == json.loads(as_json)
+    status, one_json = post(url, split(car))
+    status, text = post(url, car, "application/octet-stream")
+    assert status == 200, text
+    check_verdicts(text, 1)
+    assert json.loads(text) == json.loads(one_json)
 
 
 @pytest.mark.parametrize("server", ["mlflow", "guarded"])
@@ -365,10 +412,11 @@ def test_client_prints_one_line_per_photo(servers, tmp_path):
     assert result.returncode == 1  # a photo failed
 
 
-def test_streamlit_page_through_the_endpoint(servers, monkeypatch):
+def test_streamlit_page_through_the_endpoint(servers, tracking_uri, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("SERVING_URL", servers["guarded"])
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)  # the page's heatmaps load the champion's network: this store's, not the project's
     page = AppTest.from_file(str(ROOT / "serve" / "app.py"), default_timeout=60).run()
     photo = real_photos(per_folder=1)[0]
     page.file_uploader[0].set_value([(photo.name, photo.read_bytes(), "image/jpeg"), ("notes.png", b"hello", "image/png")])
