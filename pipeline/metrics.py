@@ -28,19 +28,31 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> d
 
 
 def reject_threshold(known_scores: np.ndarray, known_right: np.ndarray, known_labels: np.ndarray, other_scores: np.ndarray) -> float:
-    """The "neither" threshold with the best balanced three-way accuracy: the mean, over each known
-    class and the reject class, of the share answered right (a known image must be accepted and
-    classified right, a reject-class one answered "neither").
+    """The "neither" threshold: the lowest whose balanced three-way accuracy on validation is within
+    one standard error of the best (the one-standard-error rule of CART and glmnet).
 
-    Balanced because the classes' shares in the team data are an accident of collection (the reject
-    folder is a sixth of it), not what people will send. On a tie, the highest threshold wins.
+    Balanced three-way accuracy is the mean, over each known class and the reject class, of the share
+    answered right (a known image must be accepted and classified right, a reject-class one answered
+    "neither"); balanced because the classes' shares in the team data are an accident of collection
+    (the reject folder is a sixth of it), not what people will send. Its maximum sits on a plateau
+    that is flat to within noise (benchmarks/README.md, section 10), so the best point alone is
+    chance; of the thresholds validation cannot tell apart, the lowest answers "neither" most, the
+    safer mistake for photos of things the model was never shown. The threshold is halfway to the
+    next score up, so no validation image sits on it (where a runtime's rounding would flip it).
     """
     candidates = np.unique(np.r_[known_scores, other_scores])
     accepted = known_scores[None, :] <= candidates[:, None]  # (threshold, image)
     per_class = [(accepted[:, known_labels == c] & known_right[known_labels == c]).mean(axis=1) for c in np.unique(known_labels)]
     per_class.append((other_scores[None, :] > candidates[:, None]).mean(axis=1))
-    balanced = np.mean(per_class, axis=0)
-    return float(candidates[np.flatnonzero(balanced == balanced.max())[-1]])
+    shares = np.stack(per_class)  # (class, threshold)
+    counts = np.array([*(np.sum(known_labels == c) for c in np.unique(known_labels)), len(other_scores)])
+    balanced = shares.mean(axis=0)
+    best = int(np.argmax(balanced))
+    standard_error = np.sqrt(np.sum(shares[:, best] * (1 - shares[:, best]) / counts)) / len(counts)
+    chosen = int(np.flatnonzero(balanced >= balanced[best] - standard_error)[0])
+    if chosen + 1 == len(candidates):
+        return float(candidates[chosen])
+    return float((candidates[chosen] + candidates[chosen + 1]) / 2)
 
 
 def neither_auroc(known_scores: np.ndarray, other_scores: np.ndarray) -> float:

@@ -78,15 +78,26 @@ def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
     np.testing.assert_allclose(rows.p_airplane + rows.p_automobile, 1.0)
 
 
-def test_the_neither_threshold_has_the_best_three_way_accuracy_with_each_class_weighted_alike():
+def test_the_neither_threshold_is_the_lowest_within_a_standard_error_of_the_best_balanced_accuracy():
     known = np.array([0.1, 0.2, 0.3, 0.9, 0.1, 0.2, 0.3, 0.4])  # "neither" scores of airplanes, then automobiles
     labels, right = np.array([0] * 4 + [1] * 4), np.ones(8, dtype=bool)
     other = np.array([0.85])  # one reject-class image weighs as much as each known class
-    # 0.4: airplanes 3/4, automobiles 4/4, other 1/1 -> 0.92; 0.9: 1, 1, 0 -> 0.67
-    assert reject_threshold(known, right, labels, other) == 0.4
-    # With the 0.9 airplane classified wrong, answering it gains nothing: 0.4 and 0.9 tie, and the
-    # higher threshold (fewer "neither" answers) wins.
-    assert reject_threshold(known, np.array([1, 1, 1, 0, 1, 1, 1, 1], dtype=bool), labels, np.array([0.95])) == 0.9
+    # Best at 0.4 (airplanes 3/4, automobiles 4/4, other 1/1 -> 0.917, standard error 0.072); 0.3
+    # gives 3/4, 3/4, 1/1 -> 0.833, outside it. The threshold is halfway from 0.4 to the next score.
+    assert reject_threshold(known, right, labels, other) == pytest.approx(0.625)
+    # With many images per class the standard error is small and the best threshold is kept.
+    many = np.repeat(known, 100), np.repeat(labels, 100), np.repeat(right, 100)
+    assert reject_threshold(many[0], many[2], many[1], np.repeat(other, 100)) == pytest.approx(0.625)
+
+
+def test_of_thresholds_validation_cannot_tell_apart_the_lowest_is_kept():
+    rng = np.random.default_rng(0)
+    known = rng.uniform(0, 0.3, 2000)
+    labels, right = np.repeat([0, 1], 1000), np.ones(2000, dtype=bool)
+    other = np.r_[rng.uniform(0, 0.3, 20), rng.uniform(0.5, 1, 980)]  # 2% of the others look known
+    # Every threshold from 0.3 to 0.5 has the same balanced accuracy (1, 1, 0.98): the lowest of that
+    # plateau is kept, less the few known images a standard error (0.0015) allows to answer "neither".
+    assert 0.29 < reject_threshold(known, right, labels, other) < 0.3
 
 
 def test_the_bootstraps_rank_auc_is_roc_auc_score():

@@ -326,7 +326,7 @@ def test_bad_files_in_the_data_are_reported_and_skipped(project, first_repro):
 @pytest.mark.parametrize("stage", ["train@mobilenet_v2", "register"])
 def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro, stage):
     preset = project / "conf/preset/tiny.yaml"
-    preset.write_text(TINY_PRESET + f"head: {{dropout: 0.{len(stage)}}}\n")  # a change that reruns every stage after embed
+    preset.write_text(TINY_PRESET + f"head: {{c_grid: [0.0{len(stage)}]}}\n")  # a change that reruns every stage after embed
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     log = project / "killed-repro.log"
@@ -385,7 +385,7 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
 def test_mlflow_run_in_a_checkout_that_already_ran_nests_its_runs_in_the_project_store(project, first_repro):
     """`mlflow run .` (README) where the pipeline has run before: the project run and the backbone
     runs nested under it all land in the project's store and experiment."""
-    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + "head: {dropout: 0.25}\n")  # something to run
+    (project / "conf/preset/tiny.yaml").write_text(TINY_PRESET + "head: {c_grid: [0.5]}\n")  # something to run
     sh("mlflow", "run", ".", "--env-manager", "local", "--experiment-name", "airplane-automobile",
        cwd=project, timeout=1500)
     client = client_for(project)
