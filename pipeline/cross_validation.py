@@ -18,7 +18,7 @@ from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 from pipeline import calibration
 from pipeline.calibration import DECISION_THRESHOLD
 from pipeline.embed import Embeddings
-from pipeline.metrics import neither_auroc
+from pipeline.metrics import neither_auroc, proportion_confint
 from pipeline.train import fit_known_head, fit_other_head
 
 STOPPING_SHARE = 0.15  # of a fold's training images, held back to stop its heads early (as val does in train)
@@ -44,13 +44,6 @@ def corrected_interval(scores: np.ndarray, held_out_share: float, photos: int) -
     half = float(stats.t.ppf(0.975, n - 1) * np.sqrt(variance))
     wilson_low, wilson_high = proportion_confint(mean, photos)
     return mean, max(min(mean - half, wilson_low), 0.0), min(max(mean + half, wilson_high), 1.0)
-
-
-def proportion_confint(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson score interval of a proportion p observed on n items."""
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float(centre - half), float(centre + half)
 
 
 def cross_validate(cfg: DictConfig, embeddings: Embeddings) -> dict[str, float]:

@@ -55,6 +55,13 @@ def reject_threshold(known_scores: np.ndarray, known_right: np.ndarray, known_la
     return float((candidates[chosen] + candidates[chosen + 1]) / 2)
 
 
+def proportion_confint(p: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion p observed on n items."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(centre - half), float(centre + half)
+
+
 def neither_auroc(known_scores: np.ndarray, other_scores: np.ndarray) -> float:
     """How well a "neither" score ranks reject-class images above known-class ones (0.5: not at all)."""
     is_other = np.r_[np.zeros(len(known_scores)), np.ones(len(other_scores))]
