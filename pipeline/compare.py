@@ -21,7 +21,7 @@ from pipeline import config, plots, tracking
 from pipeline.baseline import PREFIX as BASELINE
 from pipeline.calibration import DECISION_THRESHOLD
 from pipeline.choice import Choice, choose
-from pipeline.errors import main_of
+from pipeline.cli import main_of
 from pipeline.io import read_json, write_atomic
 from pipeline.metrics import proportion_confint
 from pipeline.weights import recorded_weights

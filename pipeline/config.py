@@ -8,15 +8,13 @@ DVC stages read params.yaml (`--params params.yaml`); a standalone run composes 
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.errors import UserError
-
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+from pipeline.store import CONF_DIR, MlflowConfig
 
 
 @dataclass
@@ -97,16 +95,6 @@ class PathsConfig:
     evaluation: str
     comparison: str
     champion: str
-
-
-@dataclass
-class MlflowConfig:
-    tracking_uri: str
-    artifact_location: str
-    experiment: str
-    registered_model: str
-    champion_alias: str
-    challenger_alias: str  # a registered version that did not beat the champion
 
 
 @dataclass
@@ -243,31 +231,6 @@ def from_argv(argv: list[str] | None = None, description: str = "") -> DictConfi
     # By hand, not under DVC: everything under scratch/ (conf/paths/standalone.yaml), unless asked otherwise.
     by_hand = [] if any(o.startswith("paths=") for o in args.overrides) else ["paths=standalone"]
     return compose(by_hand + args.overrides)
-
-
-def project_root() -> Path:
-    """The project checkout: DVC_ROOT under `dvc exp run` (a queued experiment runs in a temporary
-    copy, and its runs and versions must land in the project's own store), else this code's checkout."""
-    return Path(os.environ.get("DVC_ROOT") or CONF_DIR.parent)
-
-
-def tracking_store(conf: MlflowConfig) -> tuple[str, str]:
-    """(tracking URI, artifact root URI): MLFLOW_TRACKING_URI when set (a team server), else the
-    configured embedded store with its relative paths anchored at the project root, so every stage,
-    `mlflow run`, a queued experiment, the server and the page all open the same store."""
-    artifacts = (project_root() / conf.artifact_location).resolve().as_uri()
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"], artifacts
-    prefix, uri = "sqlite:///", conf.tracking_uri
-    if uri.startswith(prefix) and not Path(uri[len(prefix) :]).is_absolute():
-        uri = prefix + str(project_root() / uri[len(prefix) :])
-    return uri, artifacts
-
-
-def mlflow_config() -> MlflowConfig:
-    """conf/mlflow/default.yaml, typed: what serving needs of the config (OmegaConf only, no Hydra)."""
-    node = OmegaConf.merge(OmegaConf.structured(MlflowConfig), OmegaConf.load(CONF_DIR / "mlflow" / "default.yaml"))
-    return OmegaConf.to_object(node)
 
 
 def metrics_file(cfg: DictConfig, backbone: str) -> Path:

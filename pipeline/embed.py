@@ -22,7 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import config
-from pipeline.errors import main_of
+from pipeline.cli import main_of
 from pipeline.images import load_batch
 from pipeline.model import build_augmentation, build_backbone, build_extractor, embed, pooled
 from pipeline.weights import WeightsSource, resolve_weights

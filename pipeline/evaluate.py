@@ -30,10 +30,10 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from pipeline import baseline, calibration, config, gradcam, plots, tracking
+from pipeline import baseline, calibration, config, gradcam, plots, store, tracking
+from pipeline.cli import main_of
 from pipeline.cross_validation import cross_validate, is_small
 from pipeline.embed import Embeddings, decode
-from pipeline.errors import main_of
 from pipeline.images import load_batch, load_folder
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
@@ -160,7 +160,7 @@ def evaluate(
 
 def field_photos(cfg: DictConfig, settings: ServingSettings, view_sizes: list[int | None]):
     """The real photos of paths.field in the known and reject-class folders -> (images (n, views, ...), labels, paths), or None if there are none."""
-    field = config.project_root() / cfg.paths.field  # an absolute path stays as it is
+    field = store.project_root() / cfg.paths.field  # an absolute path stays as it is
     images, labels, paths = load_folder(field, [*cfg.data.classes, cfg.data.reject_class], settings.input_size, view_sizes, settings.max_pixels)
     if not len(images):
         print(f"evaluate: no field photos under {field}: field_* metrics skipped")

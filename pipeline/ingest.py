@@ -9,7 +9,8 @@ import pandas as pd
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from pipeline.errors import UserError, main_of
+from pipeline.cli import main_of
+from pipeline.errors import UserError
 from pipeline.images import ImageError, decode
 from pipeline.io import write_atomic, write_json
 

@@ -30,7 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, openvino_runtime, tracking
 from pipeline.choice import choose
-from pipeline.errors import main_of
+from pipeline.cli import main_of
 from pipeline.images import load_batch
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics

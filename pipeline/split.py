@@ -12,7 +12,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from sklearn.model_selection import train_test_split
 
-from pipeline.errors import main_of
+from pipeline.cli import main_of
 from pipeline.io import write_atomic
 
 

@@ -13,11 +13,11 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import tracking_store
+from pipeline.store import tracking_store
 
 
 def setup(cfg: DictConfig) -> str:
-    """Point MLflow at the project's store (config.tracking_store); return the experiment id."""
+    """Point MLflow at the project's store (store.tracking_store); return the experiment id."""
     uri, artifacts = tracking_store(cfg.mlflow)
     mlflow.set_tracking_uri(uri)
     experiment = mlflow.get_experiment_by_name(cfg.mlflow.experiment)

@@ -25,8 +25,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline import config, tracking
 from pipeline.calibration import fit_embedding_stats
+from pipeline.cli import main_of
 from pipeline.embed import Embeddings, decode, embed_splits
-from pipeline.errors import main_of
 from pipeline.io import write_json
 from pipeline.model import (
     assemble,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pipeline.config import mlflow_config, tracking_store
+from pipeline.store import mlflow_config, tracking_store
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import mlflow_config
 from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.store import mlflow_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

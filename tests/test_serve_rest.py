@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, encode, gradient
 
-from pipeline.config import mlflow_config
 from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.store import mlflow_config
 from serve.process import free_port, launch, stop, wait_until_up
 
 pytestmark = pytest.mark.slow  # registers a model, starts real servers
