@@ -13,8 +13,8 @@ FROM ${BASE_IMAGE} AS serving
 ENV PIP_NO_CACHE_DIR=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /opt/mlflow
 
-# omegaconf: the guard reads conf/mlflow through pipeline.config, as the pipeline does.
-RUN pip install mlflow==3.17.2 uvicorn==0.54.0 omegaconf==2.3.1
+# python-multipart: the guard's raw uploads (multipart/form-data); conf/mlflow is read with PyYAML, which MLflow brings.
+RUN pip install mlflow==3.17.2 uvicorn==0.54.0 python-multipart==0.0.34
 
 # The model's own pinned requirements first, in their own layer: a new champion with the same
 # requirements reuses it, and only the model (below) is copied again.
