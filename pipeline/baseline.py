@@ -2,8 +2,8 @@
 
 A logistic regression with scikit-learn's defaults (L2, C = 1) on the standardised pooled embedding of
 the original training images; "neither" by the distance to the nearer class mean (the
-embedding_distance score), its threshold the one with the best balanced three-way accuracy on
-validation; photos resized straight to the input size. The simplest recipe on the same frozen
+embedding_distance score), its threshold fitted on validation as the pipeline's
+(metrics.reject_threshold); photos resized straight to the input size. The simplest recipe on the same frozen
 features: the pipeline's own head, "neither" score and photo resizing must beat it on every run.
 """
 

@@ -61,8 +61,8 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
 
     The temperature is kept only where it lowers the validation calibration error. Of the
     "neither" scores, the one that best separates other_val from val is chosen (on small data: the
-    best cross-validated one, cv); each candidate's threshold is the one with the best balanced
-    three-way accuracy on validation (metrics.reject_threshold).
+    best cross-validated one, cv); each candidate's threshold is fitted on balanced validation
+    three-way accuracy by the one-standard-error rule (metrics.reject_threshold).
     """
     p_raw = {name: out.probability for name, out in outputs.items()}
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
