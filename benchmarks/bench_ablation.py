@@ -15,8 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipeline import config, embed, evaluate, ingest, split, train
-from pipeline.calibration import SCORES
+from pipeline import config
+from pipeline.served.scores import SCORES
+from pipeline.stages import embed, evaluate, ingest, split, train
 
 RECIPE = {"augment": "none", "head": "logistic", "data.photo_resize": "both"}
 # Each row: the recipe with these choices changed; "before" is the recipe this ablation replaced (issue 22).

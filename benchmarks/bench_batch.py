@@ -67,8 +67,7 @@ def pyfunc_figures(files: list[Path], model_dir: str) -> dict:
     import mlflow.pyfunc
     import pandas as pd
 
-    from pipeline.served_model import ON_BAD_IMAGE
-    from pipeline.serving_settings import IMAGE_COLUMN
+    from pipeline.served.schema import IMAGE_COLUMN, ON_BAD_IMAGE
     from serve.batch import IMAGES_PER_CALL
 
     def frame(paths: list[Path]) -> pd.DataFrame:

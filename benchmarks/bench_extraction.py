@@ -16,14 +16,14 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import backbone_spec, compose
-from pipeline.images import load_batch
 from pipeline.model import build_backbone, build_extractor, embed
+from pipeline.served.images import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def ours(extractor, paths, size: int, batch: int) -> float:
-    """Seconds for what pipeline.embed does per split: decode the JPEGs, then embed them."""
+    """Seconds for what pipeline.stages.embed does per split: decode the JPEGs, then embed them."""
     start = time.perf_counter()
     embed(extractor, load_batch(paths, size), batch)
     return time.perf_counter() - start

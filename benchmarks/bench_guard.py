@@ -26,7 +26,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.served.schema import IMAGE_COLUMN
 from serve import model_uri, use_tracking_store
 from serve.process import free_port, launch, stop, wait_until_up
 

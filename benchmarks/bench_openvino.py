@@ -22,9 +22,11 @@ from pathlib import Path
 import numpy as np
 from bench_serving import BATCH, load_test, photos, summary, timed
 
-from pipeline import config, openvino_runtime
-from pipeline.images import load_image
-from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
+from pipeline import config
+from pipeline.served import openvino_runtime
+from pipeline.served.images import load_image
+from pipeline.served.schema import IMAGE_COLUMN
+from pipeline.served.settings import ServingSettings
 from serve.process import free_port, launch, stop, wait_until_up
 
 BACKBONES = ["vgg16", "resnet50", "inception_v3", "mobilenet_v2"]
@@ -54,11 +56,11 @@ def random_classifier(backbone: str, folder: Path) -> tuple[Path, ServingSetting
 
 
 def save_pyfunc(folder: Path, keras_file: Path, settings: ServingSettings, ir_dir: Path | None) -> Path:
-    """The served model as register logs it (pipeline/served_model.py), saved to a local folder."""
+    """The served model as register logs it (pipeline/served/pyfunc.py), saved to a local folder."""
     import mlflow.pyfunc
 
-    from pipeline.register import signature
-    from pipeline.served_model import ImageClassifier
+    from pipeline.served.pyfunc import ImageClassifier
+    from pipeline.stages.register import signature
 
     settings.save(folder / "serving")
     artifacts = {"keras_model": str(keras_file), "serving_settings": str(folder / "serving")}
@@ -96,7 +98,7 @@ def bare(predict, inputs: np.ndarray, requests: int, seconds: float) -> dict:
 def measure(backbone: str, jpegs: list[bytes], requests: int, seconds: float) -> dict:
     import keras
 
-    from pipeline.model import Predictor
+    from pipeline.served.keras_runtime import Predictor
 
     folder = Path(tempfile.mkdtemp(prefix=f"bench_openvino_{backbone}_"))
     keras_file, settings = random_classifier(backbone, folder)

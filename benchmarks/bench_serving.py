@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.images import load_image
-from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
+from pipeline.served.images import load_image
+from pipeline.served.schema import IMAGE_COLUMN
+from pipeline.served.settings import ServingSettings
 from serve import model_uri, use_tracking_store
 from serve.process import free_port, launch, stop, wait_until_up
 

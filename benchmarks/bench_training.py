@@ -15,8 +15,8 @@ import keras
 import numpy as np
 
 from pipeline.config import backbone_spec, compose
-from pipeline.images import load_batch
 from pipeline.model import build_backbone, build_extractor, build_head, embed, pooled
+from pipeline.served.images import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,7 +65,7 @@ def original(extractor, x_train, y_train, x_test, y_test, epochs, batch_size):
 
 
 def ours(extractor, head_spec, extract_batch, x_train, y_train, x_test, y_test, epochs, batch_size):
-    """Ours (pipeline.embed + pipeline.train without augmentation): the backbone runs once per image, the head trains on the embeddings.
+    """Ours (pipeline.stages.embed + pipeline.stages.train without augmentation): the backbone runs once per image, the head trains on the embeddings.
 
     head_spec None trains the original head instead of ours (which standardises the features first):
     the same computation as the original approach, so its accuracy must match the original's.

@@ -1,1 +1,1 @@
-"""The DVC stages of the pipeline: ingest -> split -> embed -> train -> evaluate -> compare -> register."""
+"""Photos -> a served classifier, in three floors: stages/ (what dvc.yaml runs) on the library (this folder) on served/ (what the registered model ships)."""

@@ -15,8 +15,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from pipeline.calibration import DECISION_THRESHOLD, answers, embedding_distance
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
+from pipeline.served.scores import DECISION_THRESHOLD, answers, embedding_distance
 
 PREFIX = "baseline_"
 

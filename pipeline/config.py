@@ -212,7 +212,7 @@ def from_params(path: str | Path, overrides: list[str] = ()) -> DictConfig:
     """Read a composed params file (what DVC stages do) and apply key=value overrides."""
     backbone, overrides = pop_backbone(list(overrides))
     if not Path(path).is_file():
-        raise ConfigError(f"no params file {path}: run `dvc repro` (or `python -m pipeline.compose`) to compose it from conf/")
+        raise ConfigError(f"no params file {path}: run `dvc repro` (or `python -m pipeline.stages.compose`) to compose it from conf/")
     cfg = OmegaConf.merge(OmegaConf.load(path), OmegaConf.from_dotlist(overrides))
     return validate(cfg, backbone)
 

@@ -16,10 +16,10 @@ from scipy import stats
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from pipeline import calibration
-from pipeline.calibration import DECISION_THRESHOLD
-from pipeline.embed import Embeddings
+from pipeline.features import Embeddings
+from pipeline.heads import fit_known_head, fit_other_head
 from pipeline.metrics import neither_auroc, proportion_confint
-from pipeline.train import fit_known_head, fit_other_head
+from pipeline.served.scores import DECISION_THRESHOLD, SCORES, neither_score
 
 STOPPING_SHARE = 0.15  # of a fold's training images, held back to stop its heads early (as val does in train)
 
@@ -110,8 +110,8 @@ def score_fold(cfg: DictConfig, vectors: dict, y: np.ndarray, rows: tuple, seed:
         "roc_auc": neither_auroc(p[y_held == 0], p[y_held == 1]),  # the same rank statistic: class 1 above class 0
     }
     p_other = predict(head, vectors["other", head_pooling][held_o])  # max_probability reads it
-    for name in calibration.SCORES:
-        known_scores = calibration.neither_score(name, p, other_p["known"], vectors["known", "avg"][held_k], embedding_stats)
-        other_scores = calibration.neither_score(name, p_other, other_p["other"], vectors["other", "avg"][held_o], embedding_stats)
+    for name in SCORES:
+        known_scores = neither_score(name, p, other_p["known"], vectors["known", "avg"][held_k], embedding_stats)
+        other_scores = neither_score(name, p_other, other_p["other"], vectors["other", "avg"][held_o], embedding_stats)
         scores[f"neither_auroc_{name}"] = neither_auroc(known_scores, other_scores)
     return scores

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn import metrics as skm
 
-from pipeline.calibration import DECISION_THRESHOLD, NEITHER
+from pipeline.served.scores import DECISION_THRESHOLD, NEITHER
 
 
 def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> dict[str, float]:

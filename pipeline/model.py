@@ -9,7 +9,6 @@ serving cannot disagree about it. The frozen backbone is run once per image and 
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,8 @@ import keras
 import numpy as np
 
 from pipeline.errors import UserError
-from pipeline.serving_settings import Outputs
+from pipeline.served.keras_runtime import BackbonePreprocess
+from pipeline.served.settings import Outputs
 from pipeline.weights import keras_cache, resolve_weights
 
 if TYPE_CHECKING:  # the served model loads this module where no config code is installed
@@ -29,22 +29,6 @@ VARIANCE_FLOOR = 0.01  # of the mean feature variance; see build_head
 
 class WeightsUnavailable(UserError, RuntimeError):
     """ImageNet weights could not be fetched; the message says what to do."""
-
-
-@keras.saving.register_keras_serializable(package="pipeline")
-class BackbonePreprocess(keras.layers.Layer):
-    """The backbone's own keras.applications.<module>.preprocess_input, as a saveable layer."""
-
-    def __init__(self, module: str, **kwargs):
-        super().__init__(**kwargs)
-        self.module = module
-        self._preprocess = importlib.import_module(f"keras.applications.{module}").preprocess_input
-
-    def call(self, images):
-        return self._preprocess(keras.ops.cast(images, "float32"))
-
-    def get_config(self):
-        return {**super().get_config(), "module": self.module}
 
 
 def build_backbone(spec: BackboneConfig, weights_dir: str | Path | None = None) -> keras.Model:
@@ -195,23 +179,6 @@ def embed(
             batch = augmentation(batch, training=True)
         maps.append(np.asarray(extractor.predict_on_batch(batch)))
     return np.concatenate(maps)
-
-
-class Predictor:
-    """Raw images -> Outputs, the backbone run once for all of them.
-
-    One compiled `tf.function` over the whole model, called per batch: `predict()` rebuilds its data
-    pipeline on every call, which costs more than a small model's forward pass when serving one image.
-    """
-
-    def __init__(self, model: keras.Model, batch_size: int = 32):
-        import tensorflow as tf
-
-        self.batch_size = batch_size
-        self.step = tf.function(lambda images: model(images, training=False), reduce_retracing=True)
-
-    def __call__(self, images: np.ndarray) -> Outputs:
-        return Outputs.from_batches([self.step(images[start : start + self.batch_size]) for start in range(0, len(images), self.batch_size)])
 
 
 def outputs_from_features(model: keras.Model, features: np.ndarray, averages: np.ndarray, batch_size: int) -> Outputs:

@@ -21,7 +21,7 @@ from sklearn.metrics import (  # noqa: E402
     roc_curve,
 )
 
-from pipeline.calibration import DECISION_THRESHOLD  # noqa: E402
+from pipeline.served.scores import DECISION_THRESHOLD  # noqa: E402
 
 
 def save(figure, path: Path) -> None:

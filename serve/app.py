@@ -15,8 +15,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from pipeline.images import ImageError, decode, load_image
-from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.served.images import ImageError, decode, load_image
+from pipeline.served.schema import IMAGE_COLUMN
 from serve import ROOT, confidence, demo_warning, model_uri, reason, use_tracking_store
 
 PREVIEW_PIXELS = 640
@@ -34,7 +34,7 @@ def champion():
     import mlflow.artifacts
     import mlflow.pyfunc
 
-    import pipeline.model  # noqa: F401  (registers the custom preprocessing layer)
+    import pipeline.served.keras_runtime  # noqa: F401  (registers the custom preprocessing layer)
 
     use_tracking_store()
     folder = mlflow.artifacts.download_artifacts(model_uri())

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from pipeline.serving_settings import IMAGE_COLUMN  # numpy and pandas: the guard loads no TensorFlow
+from pipeline.served.schema import IMAGE_COLUMN  # numpy and pandas: the guard loads no TensorFlow
 
 DEFAULT_MAX_BODY_BYTES = 20 * 2**20
 DEFAULT_MAX_IMAGES = 64  # per request: a batch costs memory and time in proportion; clients send more requests

@@ -19,8 +19,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 
-from pipeline.served_model import ON_BAD_IMAGE, REFUSED
-from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.served.schema import IMAGE_COLUMN, ON_BAD_IMAGE, REFUSED
 from serve import model_uri, use_tracking_store
 
 # Images per call of the model in a Python worker (Arrow batch). Spark's default, 10,000, would

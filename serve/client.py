@@ -12,7 +12,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.served.schema import IMAGE_COLUMN
 from serve import confidence, demo_warning, reason
 
 DEFAULT_URL = "http://127.0.0.1:5000/invocations"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_serve_rest import MODEL_NAME, PHOTOS, post, register_tiny_model, split
+from helpers.serving import MODEL_NAME, PHOTOS, post, register_tiny_model, split
 
 from serve.process import free_port, launch, stop, wait_until_up
 

@@ -6,7 +6,8 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from pipeline import compose, config
+from pipeline import config
+from pipeline.stages import compose
 
 BACKBONES = ["mobilenet_v2", "vgg16", "resnet50", "inception_v3"]
 

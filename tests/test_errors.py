@@ -8,11 +8,12 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from pipeline import compose, config
+from pipeline import config
 from pipeline.errors import EXIT_CODE
+from pipeline.stages import compose
 
 
-def stage(*args: str, env: dict | None = None, module: str = "pipeline.ingest") -> subprocess.CompletedProcess:
+def stage(*args: str, env: dict | None = None, module: str = "pipeline.stages.ingest") -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k not in ("PIPELINE_TRACEBACK", "PIPELINE_TF_CHATTER")} | (env or {})
     return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, env=environment)
 
@@ -29,7 +30,7 @@ def test_a_config_mistake_is_one_paragraph_and_exit_2(override, named):
 
 
 def test_a_stage_that_starts_tensorflow_prints_only_its_own_error():
-    done = stage("train.epocs=3", module="pipeline.train")
+    done = stage("train.epocs=3", module="pipeline.stages.train")
     assert done.returncode == EXIT_CODE and done.stderr.startswith("error: "), done.stderr
     assert len(done.stderr.strip().splitlines()) <= 4  # no oneDNN or absl start-up lines before it
 

@@ -2,8 +2,8 @@
 
 import keras
 import numpy as np
+from helpers.models import GAP
 from PIL import Image
-from test_model import GAP
 
 from pipeline import gradcam
 from pipeline.config import BackboneConfig

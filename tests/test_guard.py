@@ -3,7 +3,7 @@
 import base64
 import json
 
-from pipeline.serving_settings import IMAGE_COLUMN
+from pipeline.served.schema import IMAGE_COLUMN
 from serve.asgi import clean, error_body, image_column
 from serve.asgi import problem as guard_problem
 

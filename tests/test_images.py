@@ -5,8 +5,8 @@ import pytest
 from conftest import encode, gradient
 from PIL import Image
 
-from pipeline.images import ImageError, decode, load_image, load_views
-from pipeline.serving_settings import Outputs, ServingSettings
+from pipeline.served.images import ImageError, decode, load_image, load_views
+from pipeline.served.settings import Outputs, ServingSettings
 
 TEST_MAX_PIXELS = 1_000_000
 

@@ -7,7 +7,8 @@ import pytest
 from conftest import encode
 from PIL import Image
 
-from pipeline import config, ingest, split
+from pipeline import config
+from pipeline.stages import ingest, split
 
 CLASSES = ("airplane", "automobile", "other")
 

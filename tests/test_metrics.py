@@ -4,10 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.calibration import SCORES, answers, apply_temperature, expected_calibration_error, fit_temperature, neither_score
-from pipeline.compare import summarise
+from pipeline.calibration import expected_calibration_error, fit_temperature
 from pipeline.metrics import field_metrics, reject_threshold
-from pipeline.serving_settings import Outputs, ServingSettings
+from pipeline.served.scores import SCORES, answers, apply_temperature, neither_score
+from pipeline.served.settings import Outputs, ServingSettings
+from pipeline.stages.compare import summarise
 
 CLASSES = ["airplane", "automobile"]
 
@@ -103,7 +104,7 @@ def test_of_thresholds_validation_cannot_tell_apart_the_lowest_is_kept():
 def test_the_bootstraps_rank_auc_is_roc_auc_score():
     from sklearn.metrics import roc_auc_score
 
-    from pipeline.compare import rank_auc
+    from pipeline.stages.compare import rank_auc
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 500)

@@ -9,12 +9,11 @@ import keras
 import numpy as np
 import pytest
 from conftest import ROOT
+from helpers.models import GAP, vgg16
 
 from pipeline import config
-from pipeline.config import BackboneConfig, HeadConfig
 from pipeline.model import (
     VARIANCE_FLOOR,
-    Predictor,
     WeightsUnavailable,
     assemble,
     build_backbone,
@@ -22,15 +21,10 @@ from pipeline.model import (
     build_head,
     on_feature_maps,
 )
+from pipeline.served.keras_runtime import Predictor
 from pipeline.weights import resolve_weights, sha256
 
-GAP = HeadConfig("gap", "avg", 0, 0.0)
 MOBILENET_FILE = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5"
-
-
-def vgg16(weights, precision="float32"):
-    return BackboneConfig("vgg16", "VGG16", "vgg16", input_size=32, min_input_size=32, weights=weights, precision=precision,
-                          weights_file="vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5")
 
 
 @pytest.fixture
@@ -142,18 +136,21 @@ def test_head_standardisation_floors_the_variance_of_a_dead_feature():
     assert np.abs(keras.ops.convert_to_numpy(standardised)).max() < 100
 
 
-def test_the_served_model_imports_no_config_hydra_or_dvc_code():
+def test_the_served_code_imports_nothing_of_training():
     """What the registered model loads must be covered by its own pip requirements (tensorflow,
-    keras, pillow, numpy, pandas, scikit-learn): no OmegaConf, Hydra, DVC or pipeline.config."""
+    keras, openvino, pillow, numpy, pandas, scikit-learn) and its code_paths (pipeline/served/ only)."""
     import subprocess
     import sys
 
+    # Through OpenVINO, as registered champions serve; Keras itself imports matplotlib and scikit-learn,
+    # so on the Keras runtime only lint-imports can tell that our own code does not.
     probe = (
-        "import sys, pipeline.served_model, pipeline.model; "
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'omegaconf', 'hydra', 'dvc'}), 'pipeline.config' in sys.modules)"
+        "import sys, pipeline.served.pyfunc, pipeline.served.openvino_runtime; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'omegaconf', 'hydra', 'dvc', 'matplotlib', 'sklearn'}), "
+        "sorted(m for m in sys.modules if m.startswith('pipeline') and not m.startswith(('pipeline.served', 'pipeline.__'))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout
-    assert out.strip().splitlines()[-1] == "[] False"
+    assert out.strip().splitlines()[-1] == "[] ['pipeline']"
 
 
 def test_a_logistic_head_is_the_regression_with_the_best_validation_loss_inside_a_keras_head():
@@ -162,7 +159,7 @@ def test_a_logistic_head_is_the_regression_with_the_best_validation_loss_inside_
     from omegaconf import OmegaConf
     from sklearn.linear_model import LogisticRegression
 
-    from pipeline.train import fit_known_head
+    from pipeline.heads import fit_known_head
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400).astype("float32")
@@ -174,3 +171,14 @@ def test_a_logistic_head_is_the_regression_with_the_best_validation_loss_inside_
     z = (x - x[:300].mean(axis=0)) / x[:300].std(axis=0)
     reference = LogisticRegression(C=best_c, max_iter=2000).fit(z[:300], y[:300]).predict_proba(z[300:])[:, 1]
     np.testing.assert_allclose(np.asarray(head(x[300:])).ravel(), reference, atol=2e-3)
+
+
+def test_versions_registered_before_the_move_find_their_class_and_layer():
+    """Their pickle names pipeline.served_model.ImageClassifier, their model.keras the layer "pipeline>BackbonePreprocess"."""
+    import importlib
+
+    from pipeline.served.keras_runtime import BackbonePreprocess
+    from pipeline.served.pyfunc import ImageClassifier
+
+    assert importlib.import_module("pipeline.served_model").ImageClassifier is ImageClassifier
+    assert keras.saving.get_registered_object("pipeline>BackbonePreprocess") is BackbonePreprocess

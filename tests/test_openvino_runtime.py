@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import numpy as np
-from test_model import GAP, vgg16
+from helpers.models import GAP, vgg16
 
-from pipeline import openvino_runtime
-from pipeline.model import Predictor, assemble, build_backbone, build_extractor, build_head, on_feature_maps
-from pipeline.serving_settings import Outputs, ServingSettings
+from pipeline.model import assemble, build_backbone, build_extractor, build_head, on_feature_maps
+from pipeline.served import openvino_runtime
+from pipeline.served.keras_runtime import Predictor
+from pipeline.served.settings import Outputs, ServingSettings
 
 CLASSES = ["airplane", "automobile"]
 
@@ -51,7 +52,7 @@ def test_agreement_counts_flipped_answers_and_the_largest_differences():
 
 def test_serving_through_openvino_loads_no_tensorflow():
     probe = (
-        "import sys, pipeline.served_model, pipeline.openvino_runtime, openvino; "
+        "import sys, pipeline.served.pyfunc, pipeline.served.openvino_runtime, openvino; "
         "print('tensorflow' in sys.modules, 'keras' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120).stdout

@@ -9,7 +9,7 @@ import re
 import shutil
 
 import pytest
-from test_pipeline_e2e import MODEL, SHARED, client_for, clone, commit, sh
+from helpers.project import MODEL, SHARED, client_for, clone, commit, sh
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not (SHARED / "dvc-storage").is_dir(), reason="needs ../shared/dvc-storage")]
 

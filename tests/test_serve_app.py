@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import ROOT, encode, gradient
-from test_serve_rest import ANSWERS, MODEL_NAME, real_photos, register_tiny_model
+from helpers.serving import ANSWERS, MODEL_NAME, real_photos, register_tiny_model
 
 pytestmark = pytest.mark.slow  # registers a model, runs the page
 

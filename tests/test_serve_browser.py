@@ -9,7 +9,7 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import pytest
-from test_serve_rest import real_photos, register_tiny_model
+from helpers.serving import real_photos, register_tiny_model
 
 from serve.process import free_port, launch, stop, wait_until_up
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -14,82 +13,14 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, encode, gradient
+from helpers.serving import ANSWERS, MODEL_NAME, PHOTOS, b64, post, real_photos, register_tiny_model, split
 
-from pipeline.serving_settings import IMAGE_COLUMN
-from pipeline.store import mlflow_config
+from pipeline.served.schema import IMAGE_COLUMN
 from serve.process import free_port, launch, stop, wait_until_up
 
 pytestmark = pytest.mark.slow  # registers a model, starts real servers
 
-PHOTOS = ROOT.parent / "shared" / "photos"
-MODEL_NAME = mlflow_config().registered_model  # the page and server default to it
-MAX_PIXELS = 2_000_000  # the model's pixel limit here, so the over-the-limit image stays small
 MAX_BODY_BYTES = 2_000_000  # the guarded server's body limit here
-ANSWERS = {"airplane", "automobile", "neither"}
-
-
-def register_tiny_model(directory: Path) -> str:
-    """Register a random-weight VGG16 at 32 pixels as champion in a SQLite store in directory -> its tracking URI.
-
-    Built once per test session: a second call finds it done.
-    """
-    uri = f"sqlite:///{directory}/mlruns.db"
-    if (directory / "done").exists():
-        return uri
-    import numpy as np
-    from mlflow import MlflowClient
-
-    from pipeline import calibration, config, openvino_runtime
-    from pipeline import model as models
-    from pipeline.register import log_candidate
-    from pipeline.serving_settings import ServingSettings
-    from pipeline.weights import resolve_weights
-
-    directory.mkdir(parents=True, exist_ok=True)
-    overrides = [
-        "preset=offline",
-        "backbone=vgg16",
-        f"mlflow.tracking_uri={uri}",
-        f"mlflow.artifact_location={directory}/artifacts",
-        f"mlflow.registered_model={MODEL_NAME}",
-        f"data.max_pixels={MAX_PIXELS}",
-    ]
-    cfg = config.compose(overrides)
-    spec = config.backbone_spec(cfg)
-    extractor = models.build_extractor(spec, models.build_backbone(spec))
-    images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
-    features = extractor.predict(images, verbose=0)
-    model_dir = directory / "model"
-    model_dir.mkdir()
-    heads = [
-        models.on_feature_maps(models.build_head(models.pooled(features, spec.pooling), spec, name), spec.pooling, features.shape[1:], name)
-        for spec, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
-    ]
-    classifier = models.assemble(extractor, *heads)
-    classifier.save(model_dir / "model.keras")
-    stats = calibration.fit_embedding_stats(models.pooled(features, "avg"), np.array([0, 1] * 4))
-    (model_dir / "config.yaml").write_text("# tiny test model\n")
-    weights = resolve_weights(spec, None)
-    settings = ServingSettings(
-        classes=list(cfg.data.classes), input_size=spec.input_size, source_size=None, max_pixels=MAX_PIXELS, weights=weights.describe(),
-        weights_meaningful=weights.meaningful, temperature=1.0, neither_score="max_probability", reject_threshold=0.45,
-        accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
-        runtime="openvino", openvino_precision="f32",  # served as register serves a model that agrees with Keras
-    )
-    ir_dir = openvino_runtime.export(classifier, directory / "openvino").parent
-    example = next((PHOTOS / "airplane").glob("*.jpg")).read_bytes()
-
-    saved = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri  # it wins over the config; never write to another store
-    try:
-        logged = log_candidate(cfg, model_dir, settings, ir_dir, example)
-        MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", logged.registered_model_version)
-    finally:
-        os.environ.pop("MLFLOW_TRACKING_URI")
-        if saved is not None:
-            os.environ["MLFLOW_TRACKING_URI"] = saved
-    (directory / "done").touch()
-    return uri
 
 
 @pytest.fixture(scope="session")
@@ -129,24 +60,6 @@ def servers(tracking_uri, tmp_path_factory):
             stop(process)
 
 
-def b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-def split(*images: bytes) -> dict:
-    return {"dataframe_split": {"columns": [IMAGE_COLUMN], "data": [[b64(image)] for image in images]}}
-
-
-def post(url: str, body, content_type: str = "application/json") -> tuple[int, str]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
 BOUNDARY = "----test-boundary-7f3a"
 FORM = f"multipart/form-data; boundary={BOUNDARY}"
 
@@ -159,10 +72,6 @@ def form(*parts: tuple[str, str | None, bytes]) -> bytes:
         body += f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n".encode()
         body += (b"Content-Type: application/octet-stream\r\n" if filename else b"") + b"\r\n" + content + b"\r\n"
     return body + f"--{BOUNDARY}--\r\n".encode()
-
-
-def real_photos(per_folder: int) -> list[Path]:
-    return [path for folder in ("airplane", "automobile", "other") for path in sorted((PHOTOS / folder).glob("*.jpg"))[:per_folder]]
 
 
 def check_verdicts(body: str, count: int) -> None:
@@ -501,3 +410,29 @@ def test_start_up_fails_fast_in_one_line_without_a_store_or_a_free_port(tmp_path
         taken = {**env, "PORT": str(busy.getsockname()[1])}
         done = subprocess.run([sys.executable, "-m", "serve.asgi"], env=taken, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and "cannot listen on 127.0.0.1" in done.stderr and "Traceback" not in done.stderr
+
+
+# A fresh interpreter outside the project, as `mlflow models serve` loads a model: what was imported, and from where.
+SHIPPED_CODE_PROBE = """
+import json, sys
+import mlflow, pandas as pd
+model = mlflow.pyfunc.load_model(sys.argv[1])
+answer = model.predict(pd.DataFrame({"image": [open(sys.argv[2], "rb").read()]})).answer[0]
+import pipeline
+print(json.dumps({"pipeline": pipeline.__file__, "modules": sorted(m for m in sys.modules if m.startswith("pipeline")), "answer": answer}))
+"""
+
+
+def test_the_logged_model_runs_only_the_served_code_it_ships(tracking_uri, tmp_path):
+    """code_paths ships pipeline/served/ alone, so a model that needed any other pipeline/ module would fail here."""
+    photo = real_photos(1)[0]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri}
+    done = subprocess.run(
+        [sys.executable, "-c", SHIPPED_CODE_PROBE, f"models:/{MODEL_NAME}@champion", str(photo)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(found["pipeline"]).parent.parent.name == "code" and ROOT not in Path(found["pipeline"]).parents, found["pipeline"]
+    assert found["modules"] and all(m == "pipeline" or m.startswith("pipeline.served") for m in found["modules"]), found["modules"]
+    assert found["answer"] in ANSWERS

@@ -61,7 +61,7 @@ def test_a_missing_module_is_found_even_when_imported_inside_a_function(tmp_path
 
 
 def test_editing_the_model_card_code_reruns_no_backbone():
-    """register.py is in no stage's deps but register's (which ships the whole folder)."""
+    """stages/register.py is in no stage's deps but register's (which ships the whole folder)."""
     backbone_stages = {"embed", "train", "evaluate"}
     for name in backbone_stages:
-        assert "pipeline/register.py" not in STAGES[name]["deps"] and "pipeline" not in STAGES[name]["deps"], name
+        assert "pipeline/stages/register.py" not in STAGES[name]["deps"] and "pipeline" not in STAGES[name]["deps"], name

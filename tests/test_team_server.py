@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.project import SHARED, clone, commit, queue_status_when_done, sh, with_tiny_preset
+from helpers.serving import MODEL_NAME, PHOTOS, post, split
 from mlflow.tracking import MlflowClient
-from test_pipeline_e2e import SHARED, clone, commit, queue_status_when_done, sh, with_tiny_preset
-from test_serve_rest import MODEL_NAME, PHOTOS, post, split
 
 from serve.process import free_port, launch, stop, wait_until_up
 

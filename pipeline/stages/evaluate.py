@@ -33,12 +33,13 @@ from omegaconf import DictConfig
 from pipeline import baseline, calibration, config, gradcam, plots, store, tracking
 from pipeline.cli import main_of
 from pipeline.cross_validation import cross_validate, is_small
-from pipeline.embed import Embeddings, decode
-from pipeline.images import load_batch, load_folder
+from pipeline.features import Embeddings, decode
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import Predictor, outputs_from_features
-from pipeline.serving_settings import Outputs, ServingSettings
+from pipeline.served.images import load_batch, load_folder
+from pipeline.served.scores import DECISION_THRESHOLD, SCORES, apply_temperature, neither_score
+from pipeline.served.settings import Outputs, ServingSettings
 from pipeline.weights import WeightsSource
 
 SPLITS = ("val", "test", "other_val", "other_test")
@@ -67,15 +68,15 @@ def fit_serving(outputs: dict[str, Outputs], y: dict[str, np.ndarray], stats: di
     p_raw = {name: out.probability for name, out in outputs.items()}
     temperature = calibration.fit_temperature(p_raw["val"], y["val"])
     ece_raw = calibration.expected_calibration_error(y["val"], p_raw["val"])
-    if calibration.expected_calibration_error(y["val"], calibration.apply_temperature(p_raw["val"], temperature)) >= ece_raw:
+    if calibration.expected_calibration_error(y["val"], apply_temperature(p_raw["val"], temperature)) >= ece_raw:
         temperature = 1.0
-    p = {name: calibration.apply_temperature(p_raw[name], temperature) for name in outputs}
+    p = {name: apply_temperature(p_raw[name], temperature) for name in outputs}
     scores = {
-        score: {name: calibration.neither_score(score, p[name], out.other_probability, out.embedding, stats) for name, out in outputs.items()}
-        for score in calibration.SCORES
+        score: {name: neither_score(score, p[name], out.other_probability, out.embedding, stats) for name, out in outputs.items()}
+        for score in SCORES
     }
     val_aurocs = {score: neither_auroc(s["val"], s["other_val"]) for score, s in scores.items()}
-    right = (p["val"] >= calibration.DECISION_THRESHOLD) == (y["val"] == 1)
+    right = (p["val"] >= DECISION_THRESHOLD) == (y["val"] == 1)
     choose_on = {score: cv[f"cv_neither_auroc_{score}"] for score in scores} if cv else val_aurocs
     choices = {
         "temperature": temperature,
@@ -182,7 +183,7 @@ def score_field_set(cfg: DictConfig, predictor: Predictor, settings: ServingSett
     images, labels, paths = photos
     out = predictor(images.reshape(-1, *images.shape[2:])).mean_over_views(images.shape[1])
     metrics = {}
-    for score in calibration.SCORES:
+    for score in SCORES:
         candidate = replace(settings, neither_score=score, reject_threshold=thresholds[score])
         rows = candidate.verdicts(out)
         found = field_metrics(labels, rows.answer, rows[f"p_{settings.classes[1]}"], settings.classes, cfg.data.reject_class)
@@ -224,7 +225,7 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
         weights=weights.describe(),
         weights_meaningful=weights.meaningful,
         temperature=1.0,
-        neither_score=calibration.SCORES[0],
+        neither_score=SCORES[0],
         reject_threshold=float("inf"),
         accept_rate=1.0,
         embedding_means=stats["means"],

@@ -1,10 +1,6 @@
-"""Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (<split>.npy, averages.npz, labels.npz, embed.json).
+"""The feature cache: decoded splits + a frozen backbone -> Embeddings (feature maps per split and augmentation view), saved and loaded as a folder.
 
-The one place the frozen backbone runs over the team data: its feature map of every image of
-every split, and of each augmentation view of the training splits. train and evaluate read them,
-so a change of head, learning rate, epochs or calibration runs no backbone. What changes the maps
-(backbone, input size, weights, precision, augmentation, the split, the source resolution) is
-exactly this stage's dependencies.
+The embed stage writes it; train, evaluate and cross-validation read it, so the backbone runs once per image.
 """
 
 from __future__ import annotations
@@ -13,18 +9,14 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-# isort: off
-from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow starts up without chatter)
-# isort: on
 import keras
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from pipeline import config
-from pipeline.cli import main_of
-from pipeline.images import load_batch
-from pipeline.model import build_augmentation, build_backbone, build_extractor, embed, pooled
+from pipeline.model import build_augmentation, embed, pooled
+from pipeline.served.images import load_batch
 from pipeline.weights import WeightsSource, resolve_weights
 
 SPLITS = ("train", "val", "test", "other_train", "other_val", "other_test")
@@ -113,20 +105,3 @@ def embed_splits(cfg: DictConfig, splits: pd.DataFrame, extractor: keras.Model) 
     # After building: a download, if there was one, is in the Keras cache now and can be hashed.
     weights = resolve_weights(config.backbone_spec(cfg), cfg.paths.weights)
     return Embeddings(features, labels, cfg.augment.views, source_size, weights)
-
-
-def run(cfg: DictConfig) -> Path:
-    keras.utils.set_random_seed(cfg.train.seed)
-    spec = config.backbone_spec(cfg)
-    out_dir = Path(cfg.paths.embeddings) / spec.name
-    extractor = build_extractor(spec, build_backbone(spec, cfg.paths.weights))
-    embed_splits(cfg, pd.read_csv(cfg.paths.splits), extractor).save(out_dir)
-    print(f"embed: {cfg.backbone.name} -> {out_dir}")
-    return out_dir
-
-
-main = main_of(run, __doc__)
-
-
-if __name__ == "__main__":
-    main()

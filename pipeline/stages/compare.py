@@ -19,11 +19,11 @@ from scipy.stats import rankdata
 
 from pipeline import config, plots, tracking
 from pipeline.baseline import PREFIX as BASELINE
-from pipeline.calibration import DECISION_THRESHOLD
 from pipeline.choice import Choice, choose
 from pipeline.cli import main_of
 from pipeline.io import read_json, write_atomic
 from pipeline.metrics import proportion_confint
+from pipeline.served.scores import DECISION_THRESHOLD
 from pipeline.weights import recorded_weights
 
 BOOTSTRAP_SAMPLES = 1000

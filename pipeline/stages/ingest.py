@@ -11,8 +11,8 @@ from tqdm import tqdm
 
 from pipeline.cli import main_of
 from pipeline.errors import UserError
-from pipeline.images import ImageError, decode
 from pipeline.io import write_atomic, write_json
+from pipeline.served.images import ImageError, decode
 
 MANIFEST_COLUMNS = ["path", "label", "sha256", "width", "height"]
 

@@ -10,6 +10,7 @@ the `challenger`.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,16 +29,20 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline import config, openvino_runtime, tracking
+import pipeline
+from pipeline import config, tracking
 from pipeline.choice import choose
 from pipeline.cli import main_of
-from pipeline.images import load_batch
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
-from pipeline.served_model import ON_BAD_IMAGE, REFUSED, ImageClassifier
-from pipeline.serving_settings import IMAGE_COLUMN, ServingSettings
+from pipeline.served import openvino_runtime
+from pipeline.served.images import load_batch
+from pipeline.served.pyfunc import ImageClassifier
+from pipeline.served.schema import IMAGE_COLUMN, ON_BAD_IMAGE, REFUSED, verdict_columns
+from pipeline.served.settings import ServingSettings
 from pipeline.weights import recorded_weights
 
+PIPELINE = Path(pipeline.__file__).parent
 SERVING_PACKAGES = ("keras", "openvino", "pillow", "numpy", "pandas", "scikit-learn")  # and TensorFlow: see serving_requirements
 
 
@@ -62,19 +67,26 @@ def fingerprint(cfg: DictConfig, model_dir: Path) -> str:
     """What makes two candidates the same model: the pipeline code, the split (which lists every
     image's content hash) and the backbone's composed config."""
     digest = hashlib.sha256()
-    for path in [*sorted(Path(__file__).parent.glob("*.py")), Path(cfg.paths.splits), model_dir / "config.yaml"]:
+    for path in [*sorted(PIPELINE.rglob("*.py")), Path(cfg.paths.splits), model_dir / "config.yaml"]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def signature(classes: list[str]) -> ModelSignature:
-    outputs = [ColSpec("string", "answer")]
-    outputs += [ColSpec("double", f"p_{name}") for name in classes]
-    outputs += [ColSpec("double", "neither_score"), ColSpec("double", "neither_threshold")]
-    outputs += [ColSpec("string", name) for name in ("model_name", "model_version", "model_weights", "model_runtime")]
-    outputs += [ColSpec("string", REFUSED, required=False)]  # only with on_bad_image=report: why an image got no answer
+    outputs = [ColSpec(kind, name, required=name != REFUSED) for name, kind in verdict_columns(classes).items()]  # REFUSED: only with on_bad_image=report
     params = ParamSchema([ParamSpec(ON_BAD_IMAGE, "string", "fail")])
     return ModelSignature(inputs=Schema([ColSpec("binary", IMAGE_COLUMN)]), outputs=Schema(outputs), params=params)
+
+
+def served_code(folder: Path) -> Path:
+    """folder/pipeline: the package with only served/ in it, what the model ships as its code_paths.
+
+    Loaded in a fresh process, the model then finds no other pipeline/ module: the served box stays closed.
+    """
+    package = folder / "pipeline"
+    shutil.copytree(PIPELINE / "served", package / "served", ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "__init__.py").write_text('"""The served part of the pipeline package, as a registered model ships it."""\n')
+    return package
 
 
 # Runs in a fresh interpreter outside the project, so the model uses the code it was logged with
@@ -111,7 +123,7 @@ def choose_runtime(
         return settings, {}
     import keras
 
-    from pipeline.model import Predictor
+    from pipeline.served.keras_runtime import Predictor
 
     model = keras.saving.load_model(model_dir / "model.keras")
     ir = openvino_runtime.export(model, ir_dir)
@@ -144,7 +156,7 @@ def log_candidate(cfg: DictConfig, model_dir: Path, settings: ServingSettings, i
                 name="model",
                 python_model=ImageClassifier(),
                 artifacts=artifacts,
-                code_paths=[str(Path(__file__).parent)],
+                code_paths=[str(served_code(Path(tmp)))],
                 signature=signature(list(cfg.data.classes)),
                 input_example=pd.DataFrame({IMAGE_COLUMN: [example]}),
                 pip_requirements=serving_requirements(),

@@ -1,7 +1,7 @@
 """What serving applies to the network's outputs: evaluate fits it -> register logs it in the model -> the served model reads it.
 
 One typed object, saved as a folder (serving_settings.json + embedding_stats.npz). numpy, pandas and
-scipy only: the served model imports it in an environment that has no Hydra, OmegaConf or DVC.
+scipy only (pipeline/served/): the served model imports it in an environment that has no Hydra, OmegaConf or DVC.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline import calibration
-
-IMAGE_COLUMN = "image"  # the request column that carries image file bytes
+from pipeline.served.schema import score_columns
+from pipeline.served.scores import answers, apply_temperature, neither_score
 
 
 @dataclass
@@ -61,7 +60,7 @@ class ServingSettings:
     weights: str  # the backbone's weights (WeightsSource.describe()): "random init" means a demo model
     weights_meaningful: bool
     temperature: float  # divides the logit of `probability` (1.0: no scaling)
-    neither_score: str  # one of calibration.SCORES
+    neither_score: str  # one of scores.SCORES
     reject_threshold: float  # a score above it is answered "neither"
     accept_rate: float  # share of known-class validation images the threshold lets through
     # How a photo sharper than the training images is brought to input_size (data.photo_resize):
@@ -70,7 +69,7 @@ class ServingSettings:
     photo_resize: str = "matched"
     reject_class: str = "other"  # the data/ folder of images that are neither class (the page files "neither" there)
     # What runs the network when serving: "keras" (the reference), or "openvino" at openvino_precision
-    # when registration measured that its answers agree with Keras' (pipeline/openvino_runtime.py).
+    # when registration measured that its answers agree with Keras' (pipeline/served/openvino_runtime.py).
     runtime: str = "keras"
     openvino_precision: str = ""  # OpenVINO's CPU inference precision, "bf16" or "f32" ("" with keras)
     # Class means and shared precision of the training embeddings (the embedding_distance score).
@@ -109,15 +108,8 @@ class ServingSettings:
 
     def verdicts(self, out: Outputs) -> pd.DataFrame:
         """The network's outputs for a batch -> one row per image: answer, both probabilities, the "neither" score."""
-        p = calibration.apply_temperature(out.probability, self.temperature)
+        p = apply_temperature(out.probability, self.temperature)
         stats = {"means": self.embedding_means, "precision": self.embedding_precision}
-        scores = calibration.neither_score(self.neither_score, p, out.other_probability, out.embedding, stats)
-        return pd.DataFrame(
-            {
-                "answer": calibration.answers(p, scores, self.reject_threshold, self.classes),
-                f"p_{self.classes[0]}": 1.0 - p,
-                f"p_{self.classes[1]}": p,
-                "neither_score": scores,
-                "neither_threshold": self.reject_threshold,
-            }
-        )
+        score = neither_score(self.neither_score, p, out.other_probability, out.embedding, stats)
+        values = [answers(p, score, self.reject_threshold, self.classes), 1.0 - p, p, score, self.reject_threshold]
+        return pd.DataFrame(dict(zip(score_columns(self.classes), values, strict=True)))

@@ -1,7 +1,7 @@
 """A saved Keras classifier -> OpenVINO IR (export) -> the same Outputs on OpenVINO's CPU runtime, and how far they agree with Keras'.
 
 Registration exports the champion's network, measures the agreement over the validation images and
-records the runtime in its ServingSettings (pipeline/register.py); the served model runs whichever
+records the runtime in its ServingSettings (pipeline/stages/register.py); the served model runs whichever
 those name. Serving through OpenVINO imports no TensorFlow.
 """
 
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.serving_settings import Outputs, ServingSettings
+from pipeline.served.settings import Outputs, ServingSettings
 
 IR_FILE = "model.xml"  # beside it, model.bin: the weights
-BATCH = 32  # images per inference call, as pipeline.model.Predictor
+BATCH = 32  # images per inference call, as keras_runtime.Predictor
 
 
 def export(model, folder: str | Path) -> Path:

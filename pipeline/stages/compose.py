@@ -37,7 +37,7 @@ def run(params_file: str = PARAMS_FILE) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1:
-        sys.exit("usage: python -m pipeline.compose  (edit conf/, or use `dvc exp run -S key=value`)")
+        sys.exit("usage: python -m pipeline.stages.compose  (edit conf/, or use `dvc exp run -S key=value`)")
     try:
         run()
     except UserError as err:
