@@ -36,8 +36,9 @@ from pipeline.cross_validation import cross_validate, is_small
 from pipeline.features import Embeddings, decode
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
-from pipeline.model import Predictor, outputs_from_features
+from pipeline.model import outputs_from_features
 from pipeline.served.images import load_batch, load_folder
+from pipeline.served.keras_runtime import Predictor
 from pipeline.served.scores import DECISION_THRESHOLD, SCORES, apply_temperature, neither_score
 from pipeline.served.settings import Outputs, ServingSettings
 from pipeline.weights import WeightsSource
