@@ -38,14 +38,14 @@ def random_classifier(backbone: str, folder: Path) -> tuple[Path, ServingSetting
     import keras
 
     from pipeline.config import HeadConfig
-    from pipeline.model import assemble, build_backbone, build_extractor, build_head, on_feature_maps
+    from pipeline.model import build_backbone, build_classifier, build_extractor, build_head
 
     spec = config.backbone_spec(config.compose([f"backbone={backbone}", f"backbones.{backbone}.weights=null"]))
     extractor = build_extractor(spec, build_backbone(spec))
     maps = np.asarray(extractor(np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)))
     gap = HeadConfig("gap", "avg", 0, 0.0)
-    heads = [on_feature_maps(build_head(maps.mean(axis=(1, 2)), gap, name), "avg", maps.shape[1:], name) for name in ("probability", "other_probability")]
-    assemble(extractor, *heads).save(folder / "model.keras")
+    head, other_head = (build_head(maps.mean(axis=(1, 2)), gap, name) for name in ("probability", "other_probability"))
+    build_classifier(extractor, head, "avg", other_head, "avg").save(folder / "model.keras")
     keras.backend.clear_session()
     settings = ServingSettings(
         classes=["airplane", "automobile"], input_size=spec.input_size, source_size=None, max_pixels=40_000_000,

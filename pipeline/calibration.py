@@ -8,10 +8,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from pipeline.served.scores import DECISION_THRESHOLD, apply_temperature
+from pipeline.served.scores import DECISION_THRESHOLD, EmbeddingStats, apply_temperature
 
 
-def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> EmbeddingStats:
     """Class means and the precision of the shared within-class covariance, shrunk (Ledoit-Wolf)
     because there are often fewer training images than embedding dimensions."""
     from sklearn.covariance import LedoitWolf
@@ -22,7 +22,7 @@ def fit_embedding_stats(embeddings: np.ndarray, labels: np.ndarray) -> dict[str,
     # The shrunk covariance is positive definite: a plain inverse, not LedoitWolf's eigendecomposition
     # (pinvh), which took 4 s at 2,048 dimensions.
     covariance = LedoitWolf(store_precision=False).fit(centred).covariance_
-    return {"means": means, "precision": np.linalg.inv(covariance)}
+    return EmbeddingStats(means, np.linalg.inv(covariance))
 
 
 def fit_temperature(p_positive: np.ndarray, y_true: np.ndarray) -> float:

@@ -135,17 +135,20 @@ def on_feature_maps(head: keras.Model, pooling: str, map_shape: tuple, name: str
     return keras.Model(maps, head(pool_layer(pooling)(maps)), name=f"head_{name}")
 
 
-def assemble(extractor: keras.Model, head: keras.Model, other_head: keras.Model) -> keras.Model:
+def build_classifier(extractor: keras.Model, head: keras.Model, head_pooling: str, other_head: keras.Model, other_pooling: str) -> keras.Model:
     """Raw images -> {probability, other_probability, embedding}: what is saved, evaluated and served.
 
-    probability: P(second class) among the two known ones; other_probability: P(reject class) from
-    the "neither" head; embedding: the pooled backbone features (for the embedding-distance score).
+    head and other_head were trained on pooled vectors (build_head); each goes on the feature maps
+    with its pooling inside. probability: P(second class) among the two known ones;
+    other_probability: P(reject class) from the "neither" head; embedding: the pooled backbone
+    features (for the embedding-distance score).
     """
+    map_shape = extractor.output_shape[1:]
     images = keras.Input(extractor.input_shape[1:], name="image")
     features = extractor(images)
     outputs = {
-        "probability": head(features),
-        "other_probability": other_head(features),
+        "probability": on_feature_maps(head, head_pooling, map_shape, "probability")(features),
+        "other_probability": on_feature_maps(other_head, other_pooling, map_shape, "other_probability")(features),
         "embedding": keras.layers.GlobalAveragePooling2D(name="embedding")(features),
     }
     return keras.Model(images, outputs, name="classifier")

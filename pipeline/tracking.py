@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from contextlib import contextmanager
@@ -102,15 +101,15 @@ def end_abandoned_runs(experiment_id: str, backbone: str) -> None:
 
 
 @contextmanager
-def backbone_run(cfg: DictConfig, run_file: Path | None = None):
-    """Start a new run for one backbone, or resume the one named in run_file.
+def backbone_run(cfg: DictConfig, run_id: str | None = None):
+    """Start a new run for one backbone, or resume the one train started (TrainedModel.handover().run_id).
 
     Under `mlflow run` (MLFLOW_RUN_ID set) new runs nest under that run, so one project run holds
     the comparison instead of every stage writing into the same run.
     """
     experiment_id = setup(cfg)
-    if run_file is not None and run_file.exists():
-        with mlflow.start_run(run_id=json.loads(run_file.read_text())["run_id"]) as run:
+    if run_id is not None:
+        with mlflow.start_run(run_id=run_id) as run:
             yield run
         return
     end_abandoned_runs(experiment_id, cfg.backbone.name)

@@ -6,7 +6,6 @@ No TensorFlow here: register and serving read a WeightsSource without loading Ke
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +35,6 @@ class WeightsSource:
             return "random init"
         name = Path(self.path).name if self.path else "downloaded"
         return f"{self.kind} ({name}, sha256 {self.sha256[:12] if self.sha256 else '?'})"
-
-
-def recorded_weights(model_dir: str | Path) -> WeightsSource:
-    """The weights the train stage built a model from, as its run.json records them."""
-    return WeightsSource(**json.loads((Path(model_dir) / "run.json").read_text())["weights"])
 
 
 def keras_cache() -> Path:

@@ -7,7 +7,7 @@ from PIL import Image
 
 from pipeline import gradcam
 from pipeline.config import BackboneConfig
-from pipeline.model import assemble, build_backbone, build_extractor, build_head, on_feature_maps
+from pipeline.model import build_backbone, build_classifier, build_extractor, build_head
 
 CLASSES = ["airplane", "automobile"]
 
@@ -19,8 +19,8 @@ def test_heatmaps_follow_the_image_and_the_answer():
     extractor = build_extractor(spec, build_backbone(spec))
     images = np.random.default_rng(0).integers(0, 256, (8, 96, 96, 3), dtype=np.uint8)
     maps = np.asarray(extractor(images))  # (8, 3, 3, 512)
-    heads = [on_feature_maps(build_head(maps.mean(axis=(1, 2)), GAP, name), "avg", maps.shape[1:], name) for name in ("probability", "other_probability")]
-    model = assemble(extractor, *heads)
+    head, other_head = (build_head(maps.mean(axis=(1, 2)), GAP, name) for name in ("probability", "other_probability"))
+    model = build_classifier(extractor, head, "avg", other_head, "avg")
 
     found = gradcam.heatmaps(model, images[:2], ["airplane", "airplane"], CLASSES)
     # Each map is scaled to a peak of 1; one with no evidence for the answer at all stays 0.

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline.calibration import expected_calibration_error, fit_temperature
 from pipeline.metrics import field_metrics, reject_threshold
-from pipeline.served.scores import SCORES, answers, apply_temperature, neither_score
+from pipeline.served.scores import SCORES, EmbeddingStats, answers, apply_temperature, neither_score
 from pipeline.served.settings import Outputs, ServingSettings
 from pipeline.stages.compare import summarise
 
@@ -31,7 +31,7 @@ def test_field_metrics_count_neither_on_a_known_photo_as_wrong():
 
 
 def test_every_neither_score_is_higher_for_the_less_familiar_image():
-    stats = {"means": np.array([[0.0, 0.0], [1.0, 1.0]]), "precision": np.eye(2)}
+    stats = EmbeddingStats(means=np.array([[0.0, 0.0], [1.0, 1.0]]), precision=np.eye(2))
     p_automobile = np.array([0.99, 0.55])  # sure, unsure
     p_other = np.array([0.1, 0.9])
     embeddings = np.array([[1.0, 1.0], [5.0, -5.0]])  # on a class mean, far from both
@@ -67,12 +67,12 @@ def test_serving_settings_round_trip_and_answer_as_evaluated(tmp_path):
     settings = ServingSettings(
         classes=CLASSES, input_size=224, source_size=32, max_pixels=1000, weights="imagenet (w.h5, sha256 0123)", weights_meaningful=True,
         temperature=2.0, neither_score="other_probability", reject_threshold=0.5, accept_rate=0.95,
-        embedding_means=np.zeros((2, 3)), embedding_precision=np.eye(3),
+        embedding_stats=EmbeddingStats(means=np.zeros((2, 3)), precision=np.eye(3)),
     )
     settings.save(tmp_path / "serving")
     loaded = ServingSettings.load(tmp_path / "serving")
     assert loaded.classes == CLASSES and loaded.temperature == 2.0 and loaded.neither_score == "other_probability"
-    np.testing.assert_array_equal(loaded.embedding_precision, np.eye(3))
+    np.testing.assert_array_equal(loaded.embedding_stats.precision, np.eye(3))
     rows = loaded.verdicts(Outputs(np.array([0.9, 0.2, 0.9]), np.array([0.1, 0.1, 0.8]), np.zeros((3, 3))))
     assert list(rows.answer) == ["automobile", "airplane", "neither"]
     np.testing.assert_allclose(rows.p_automobile, apply_temperature(np.array([0.9, 0.2, 0.9]), 2.0))

@@ -15,11 +15,10 @@ from pipeline import config
 from pipeline.model import (
     VARIANCE_FLOOR,
     WeightsUnavailable,
-    assemble,
     build_backbone,
+    build_classifier,
     build_extractor,
     build_head,
-    on_feature_maps,
 )
 from pipeline.served.keras_runtime import Predictor
 from pipeline.weights import resolve_weights, sha256
@@ -113,8 +112,8 @@ def test_bfloat16_backbone_gives_float32_embeddings_close_to_float32_and_survive
     assert np.abs(got - expected).mean() / np.abs(expected).mean() < 0.03
 
     pooled = got.mean(axis=(1, 2))
-    heads = [on_feature_maps(build_head(pooled, GAP, name), "avg", got.shape[1:], name) for name in ("probability", "other_probability")]
-    classifier = assemble(half, *heads)
+    head, other_head = (build_head(pooled, GAP, name) for name in ("probability", "other_probability"))
+    classifier = build_classifier(half, head, "avg", other_head, "avg")
     classifier.save(tmp_path / "model.keras")
     loaded = keras.saving.load_model(tmp_path / "model.keras")
     before, after = Predictor(classifier)(images), Predictor(loaded)(images)

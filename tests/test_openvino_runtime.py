@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from helpers.models import GAP, vgg16
 
-from pipeline.model import assemble, build_backbone, build_extractor, build_head, on_feature_maps
+from pipeline.model import build_backbone, build_classifier, build_extractor, build_head
 from pipeline.served import openvino_runtime
 from pipeline.served.keras_runtime import Predictor
 from pipeline.served.settings import Outputs, ServingSettings
@@ -26,8 +26,8 @@ def test_exported_network_answers_as_keras_does_at_f32(tmp_path):
     extractor = build_extractor(spec, build_backbone(spec))
     images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
     maps = np.asarray(extractor(images))
-    heads = [on_feature_maps(build_head(maps.mean(axis=(1, 2)), GAP, name), "avg", maps.shape[1:], name) for name in ("probability", "other_probability")]
-    assemble(extractor, *heads).save(tmp_path / "model.keras")
+    head, other_head = (build_head(maps.mean(axis=(1, 2)), GAP, name) for name in ("probability", "other_probability"))
+    build_classifier(extractor, head, "avg", other_head, "avg").save(tmp_path / "model.keras")
     import keras
 
     saved = keras.saving.load_model(tmp_path / "model.keras")

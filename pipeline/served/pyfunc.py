@@ -117,7 +117,7 @@ class ImageClassifier(mlflow.pyfunc.PythonModel):
             if deadline is not None and time.monotonic() > deadline:
                 raise MlflowException(f"stopped after {start} of {len(good)} images: the request timed out")
             batches.append(self.predictor(np.concatenate([images[i] for i in good[start : start + BATCH]])))
-        channels = self.settings.embedding_means.shape[-1]
+        channels = self.settings.embedding_stats.channels
         outputs = Outputs.from_batches([vars(batch) for batch in batches]).mean_over_views(len(view_sizes)) if batches else Outputs.empty(channels)
         rows = self.settings.verdicts(outputs).set_axis(good).reindex(range(len(images)))  # a refused image: an empty row
         which = (self.model_name, self.model_version, self.settings.weights, self.settings.runtime_label)

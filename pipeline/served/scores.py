@@ -16,6 +16,9 @@ from known-class ones best on validation, and reports all three:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 from scipy.special import expit, logit
 
@@ -24,13 +27,38 @@ NEITHER = "neither"  # the answer for an image above the "neither" threshold
 DECISION_THRESHOLD = 0.5  # P(second class) at or above which the answer is the second class
 
 
-def embedding_distance(embeddings: np.ndarray, stats: dict[str, np.ndarray]) -> np.ndarray:
+@dataclass(frozen=True)
+class EmbeddingStats:
+    """The training embeddings as the embedding_distance score sees them: train fits them
+    (calibration.fit_embedding_stats) -> models/<backbone>/ -> evaluate -> ServingSettings -> the served model."""
+
+    means: np.ndarray  # (classes, channels): each known class's mean pooled embedding
+    precision: np.ndarray  # (channels, channels): inverse of the shared within-class covariance
+
+    @property
+    def channels(self) -> int:
+        return self.means.shape[-1]
+
+    def save(self, path: str | Path) -> None:
+        np.savez(path, means=self.means, precision=self.precision)  # the file every version registered so far holds
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmbeddingStats:
+        arrays = np.load(path)
+        return cls(arrays["means"], arrays["precision"])
+
+    @classmethod
+    def empty(cls) -> EmbeddingStats:
+        return cls(np.empty((0, 0)), np.empty((0, 0)))
+
+
+def embedding_distance(embeddings: np.ndarray, stats: EmbeddingStats) -> np.ndarray:
     """Mahalanobis distance to the nearest class mean."""
     distances = []
-    for mean in stats["means"]:
+    for mean in stats.means:
         diff = embeddings - mean
         # (diff @ P) * diff summed per row: a BLAS matrix product; einsum over three operands was 100x slower.
-        distances.append(np.sum((diff @ stats["precision"]) * diff, axis=1))
+        distances.append(np.sum((diff @ stats.precision) * diff, axis=1))
     return np.sqrt(np.maximum(np.min(distances, axis=0), 0))
 
 
@@ -39,7 +67,7 @@ def max_probability(p_positive: np.ndarray) -> np.ndarray:
 
 
 def neither_score(
-    name: str, p_positive: np.ndarray, other_probability: np.ndarray, embeddings: np.ndarray, stats: dict[str, np.ndarray]
+    name: str, p_positive: np.ndarray, other_probability: np.ndarray, embeddings: np.ndarray, stats: EmbeddingStats
 ) -> np.ndarray:
     """The named "neither" score of each image: higher means less like the known classes."""
     if name == "max_probability":

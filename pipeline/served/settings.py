@@ -7,14 +7,14 @@ scipy only (pipeline/served/): the served model imports it in an environment tha
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from pipeline.served.schema import score_columns
-from pipeline.served.scores import answers, apply_temperature, neither_score
+from pipeline.served.scores import EmbeddingStats, answers, apply_temperature, neither_score
 
 
 @dataclass
@@ -72,9 +72,7 @@ class ServingSettings:
     # when registration measured that its answers agree with Keras' (pipeline/served/openvino_runtime.py).
     runtime: str = "keras"
     openvino_precision: str = ""  # OpenVINO's CPU inference precision, "bf16" or "f32" ("" with keras)
-    # Class means and shared precision of the training embeddings (the embedding_distance score).
-    embedding_means: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
-    embedding_precision: np.ndarray = field(repr=False, default_factory=lambda: np.empty(0))
+    embedding_stats: EmbeddingStats = field(repr=False, default_factory=EmbeddingStats.empty)  # for the embedding_distance score
 
     JSON = "serving_settings.json"
 
@@ -95,21 +93,19 @@ class ServingSettings:
     def save(self, folder: str | Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        scalars = {k: v for k, v in asdict(self).items() if not k.startswith("embedding_")}
+        scalars = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "embedding_stats"}
         (folder / self.JSON).write_text(json.dumps(scalars, indent=2, sort_keys=True) + "\n")
-        np.savez(folder / self.ARRAYS, means=self.embedding_means, precision=self.embedding_precision)
+        self.embedding_stats.save(folder / self.ARRAYS)
 
     @classmethod
     def load(cls, folder: str | Path) -> ServingSettings:
         folder = Path(folder)
-        arrays = np.load(folder / cls.ARRAYS)
         scalars = json.loads((folder / cls.JSON).read_text())
-        return cls(**scalars, embedding_means=arrays["means"], embedding_precision=arrays["precision"])
+        return cls(**scalars, embedding_stats=EmbeddingStats.load(folder / cls.ARRAYS))
 
     def verdicts(self, out: Outputs) -> pd.DataFrame:
         """The network's outputs for a batch -> one row per image: answer, both probabilities, the "neither" score."""
         p = apply_temperature(out.probability, self.temperature)
-        stats = {"means": self.embedding_means, "precision": self.embedding_precision}
-        score = neither_score(self.neither_score, p, out.other_probability, out.embedding, stats)
+        score = neither_score(self.neither_score, p, out.other_probability, out.embedding, self.embedding_stats)
         values = [answers(p, score, self.reject_threshold, self.classes), 1.0 - p, p, score, self.reject_threshold]
         return pd.DataFrame(dict(zip(score_columns(self.classes), values, strict=True)))

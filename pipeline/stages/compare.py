@@ -24,7 +24,7 @@ from pipeline.cli import main_of
 from pipeline.io import read_json, write_atomic
 from pipeline.metrics import proportion_confint
 from pipeline.served.scores import DECISION_THRESHOLD
-from pipeline.weights import recorded_weights
+from pipeline.trained import TrainedModel
 
 BOOTSTRAP_SAMPLES = 1000
 # Real photos (evaluate's field set): how the team data carries over to photos people take.
@@ -90,7 +90,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
     rows = []
     for recipe, predictions_file, prefix in (("pipeline", "predictions.csv", ""), ("baseline", "baseline_predictions.csv", BASELINE)):
         for name in cfg.compare:
-            evaluation, model_dir = Path(cfg.paths.evaluation) / name, Path(cfg.paths.models) / name
+            evaluation, trained = Path(cfg.paths.evaluation) / name, TrainedModel(Path(cfg.paths.models) / name)
             predictions = pd.read_csv(evaluation / predictions_file)
             row = {"backbone": name, "recipe": recipe, "test_images": len(predictions)}
             row.update(summarise(predictions, cfg.data.classes[1], cfg.data.reject_class, cfg.data.seed))
@@ -101,7 +101,7 @@ def compare(cfg: DictConfig) -> pd.DataFrame:
             )
             row.update({key: metrics[key] for key in ("latency_ms_per_image", "model_size_mb")})  # the same network either way
             row.update({key: metrics.get(key, float("nan")) if not prefix else float("nan") for key in CROSS_VALIDATED})
-            row["weights"] = recorded_weights(model_dir).describe()
+            row["weights"] = trained.handover().weights.describe()
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -34,14 +34,14 @@ from pipeline import baseline, calibration, config, gradcam, plots, store, track
 from pipeline.cli import main_of
 from pipeline.cross_validation import cross_validate, is_small
 from pipeline.features import Embeddings, decode
-from pipeline.io import read_json, write_json
+from pipeline.io import write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import outputs_from_features
 from pipeline.served.images import load_batch, load_folder
 from pipeline.served.keras_runtime import Predictor
 from pipeline.served.scores import DECISION_THRESHOLD, SCORES, apply_temperature, neither_score
 from pipeline.served.settings import Outputs, ServingSettings
-from pipeline.weights import WeightsSource
+from pipeline.trained import TrainedModel
 
 SPLITS = ("val", "test", "other_val", "other_test")
 CACHE_CHECK_IMAGES = 8  # test images run through the whole saved model to check the cache matches it
@@ -109,7 +109,7 @@ def evaluate(
 ) -> tuple[dict, ServingSettings]:
     """Score every split, fit what serving applies, measure it -> (metrics, the fitted settings)."""
     classes = list(cfg.data.classes)
-    stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
+    stats = settings.embedding_stats
     predictor = Predictor(model, cfg.train.extract_batch_size)
     outputs = split_outputs(cfg, model, embeddings, splits, predictor)
     y = {name: embeddings.labels[name].astype(int) for name in SPLITS}
@@ -202,7 +202,7 @@ def measure_baseline(cfg: DictConfig, predictor: Predictor, settings: ServingSet
     photos = field_photos(cfg, settings, [None])  # resized straight to the input size
     field = None if photos is None else (predictor(photos[0][:, 0]).embedding, photos[1])
     names = ("train", *SPLITS)
-    stats = {"means": settings.embedding_means, "precision": settings.embedding_precision}
+    stats = settings.embedding_stats
     metrics, test = baseline.measure(
         {name: embeddings.pooled(name, "avg") for name in names}, {name: embeddings.labels[name].astype(int) for name in names},
         stats, field, settings.classes, settings.reject_class,
@@ -211,16 +211,15 @@ def measure_baseline(cfg: DictConfig, predictor: Predictor, settings: ServingSet
     return metrics
 
 
-def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
+def untrained_settings(cfg: DictConfig, trained: TrainedModel) -> ServingSettings:
     """What train handed over (input, weights, embedding statistics), before anything is fitted here."""
-    handover = read_json(model_dir / "run.json")
-    weights = WeightsSource(**handover["weights"])
-    stats = np.load(model_dir / "embedding_stats.npz")
+    handover = trained.handover()
+    weights = handover.weights
     return ServingSettings(
         classes=list(cfg.data.classes),
         reject_class=cfg.data.reject_class,
         input_size=cfg.backbone.input_size,
-        source_size=handover["source_size"],
+        source_size=handover.source_size,
         photo_resize=cfg.data.photo_resize,
         max_pixels=cfg.data.max_pixels,
         weights=weights.describe(),
@@ -229,22 +228,20 @@ def untrained_settings(cfg: DictConfig, model_dir: Path) -> ServingSettings:
         neither_score=SCORES[0],
         reject_threshold=float("inf"),
         accept_rate=1.0,
-        embedding_means=stats["means"],
-        embedding_precision=stats["precision"],
+        embedding_stats=trained.embedding_stats(),
     )
 
 
 def run(cfg: DictConfig) -> dict:
-    model_dir = Path(cfg.paths.models) / cfg.backbone.name
+    trained = TrainedModel(Path(cfg.paths.models) / cfg.backbone.name)
     out_dir = Path(cfg.paths.evaluation) / cfg.backbone.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = keras.saving.load_model(model_dir / "model.keras")
     embeddings = Embeddings.load(Path(cfg.paths.embeddings) / cfg.backbone.name)
-    metrics, settings = evaluate(cfg, model, untrained_settings(cfg, model_dir), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
-    metrics["model_size_mb"] = (model_dir / "model.keras").stat().st_size / 1e6
-    plots.training_curves(out_dir / "plots", pd.read_csv(model_dir / "history.csv"))
+    metrics, settings = evaluate(cfg, trained.load_model(), untrained_settings(cfg, trained), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
+    metrics["model_size_mb"] = trained.model_file.stat().st_size / 1e6
+    plots.training_curves(out_dir / "plots", trained.history())
     settings.save(out_dir / "serving")
-    with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
+    with tracking.backbone_run(cfg, trained.handover().run_id):
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(out_dir / "serving"), "serving")
         mlflow.log_artifacts(str(out_dir / "plots"), "plots")

@@ -40,7 +40,7 @@ from pipeline.served.images import load_batch
 from pipeline.served.pyfunc import ImageClassifier
 from pipeline.served.schema import IMAGE_COLUMN, ON_BAD_IMAGE, REFUSED, verdict_columns
 from pipeline.served.settings import ServingSettings
-from pipeline.weights import recorded_weights
+from pipeline.trained import TrainedModel
 
 PIPELINE = Path(pipeline.__file__).parent
 SERVING_PACKAGES = ("keras", "openvino", "pillow", "numpy", "pandas", "scikit-learn")  # and TensorFlow: see serving_requirements
@@ -63,11 +63,11 @@ def is_better(new: float, old: float, greater_is_better: bool) -> bool:
     return new > old if greater_is_better else new < old
 
 
-def fingerprint(cfg: DictConfig, model_dir: Path) -> str:
+def fingerprint(cfg: DictConfig, trained: TrainedModel) -> str:
     """What makes two candidates the same model: the pipeline code, the split (which lists every
     image's content hash) and the backbone's composed config."""
     digest = hashlib.sha256()
-    for path in [*sorted(PIPELINE.rglob("*.py")), Path(cfg.paths.splits), model_dir / "config.yaml"]:
+    for path in [*sorted(PIPELINE.rglob("*.py")), Path(cfg.paths.splits), trained.config_file]:
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
@@ -111,7 +111,7 @@ def score_on_val(model_uri: str, cfg: DictConfig, splits: pd.DataFrame) -> float
 
 
 def choose_runtime(
-    cfg: DictConfig, model_dir: Path, settings: ServingSettings, splits: pd.DataFrame, ir_dir: Path
+    cfg: DictConfig, trained: TrainedModel, settings: ServingSettings, splits: pd.DataFrame, ir_dir: Path
 ) -> tuple[ServingSettings, dict[str, openvino_runtime.Agreement]]:
     """(the settings with the runtime the served model will use, each precision tried -> its agreement with Keras).
 
@@ -121,11 +121,9 @@ def choose_runtime(
     """
     if cfg.register.runtime == "keras":
         return settings, {}
-    import keras
-
     from pipeline.served.keras_runtime import Predictor
 
-    model = keras.saving.load_model(model_dir / "model.keras")
+    model = trained.load_model()
     ir = openvino_runtime.export(model, ir_dir)
     val = splits[splits.split.isin(["val", f"{cfg.data.reject_class}_val"])]
     images = load_batch(val.path, settings.input_size, settings.max_pixels, source_size=settings.view_sizes[0])
@@ -144,14 +142,14 @@ def choose_runtime(
     return settings, checks
 
 
-def log_candidate(cfg: DictConfig, model_dir: Path, settings: ServingSettings, ir_dir: Path, example: bytes):
+def log_candidate(cfg: DictConfig, trained: TrainedModel, settings: ServingSettings, ir_dir: Path, example: bytes):
     """Log the candidate as a pyfunc model in its backbone's run and register a new version."""
     with tempfile.TemporaryDirectory() as tmp:
         settings.save(f"{tmp}/serving")  # as evaluate fitted it, with the runtime chosen here
-        artifacts = {"keras_model": str(model_dir / "model.keras"), "serving_settings": f"{tmp}/serving", "config": str(model_dir / "config.yaml")}
+        artifacts = {"keras_model": str(trained.model_file), "serving_settings": f"{tmp}/serving", "config": str(trained.config_file)}
         if settings.runtime == "openvino":
             artifacts["openvino_model"] = str(ir_dir)
-        with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
+        with tracking.backbone_run(cfg, trained.handover().run_id):
             return mlflow.pyfunc.log_model(
                 name="model",
                 python_model=ImageClassifier(),
@@ -204,7 +202,7 @@ def model_card(cfg: DictConfig, version: int, splits: pd.DataFrame, settings: Se
     comparison = rows.loc["pipeline"]
     sizes = splits.split.value_counts().to_dict()
     spec = cfg.backbone
-    weights = recorded_weights(Path(cfg.paths.models) / spec.name)
+    weights = TrainedModel(Path(cfg.paths.models) / spec.name).handover().weights
     warning = (
         ""
         if weights.meaningful
@@ -306,7 +304,7 @@ def run(cfg: DictConfig) -> dict:
     choice = choose(cfg)
     best, scores = choice.backbone, choice.scores
     cfg = config.validate(OmegaConf.to_container(cfg), best)
-    model_dir = Path(cfg.paths.models) / best
+    trained = TrainedModel(Path(cfg.paths.models) / best)
     splits = pd.read_csv(cfg.paths.splits)
     serving_dir = Path(cfg.paths.evaluation) / best / "serving"
     example = Path(splits[splits.split == "val"].path.iloc[0]).read_bytes()
@@ -316,7 +314,7 @@ def run(cfg: DictConfig) -> dict:
     name, alias = cfg.mlflow.registered_model, cfg.mlflow.champion_alias
     champion = current_champion(client, cfg)
     summary = {"registered_model": name, "backbone": best, "metric": choice.metric, "scores": scores, "reason": choice.reason}
-    candidate = fingerprint(cfg, model_dir)
+    candidate = fingerprint(cfg, trained)
     if champion is not None and champion.tags.get("fingerprint") == candidate:
         summary.update(version=None, previous_champion=int(champion.version), previous_champion_score=None, champion=int(champion.version))
         write_json(cfg.paths.champion, summary)
@@ -327,12 +325,12 @@ def run(cfg: DictConfig) -> dict:
     new_score = best_metrics[metric]  # in the metric the champion's score is in
 
     with tempfile.TemporaryDirectory() as ir_dir:
-        settings, checks = choose_runtime(cfg, model_dir, ServingSettings.load(serving_dir), splits, Path(ir_dir))
-        logged = log_candidate(cfg, model_dir, settings, Path(ir_dir), example)
+        settings, checks = choose_runtime(cfg, trained, ServingSettings.load(serving_dir), splits, Path(ir_dir))
+        logged = log_candidate(cfg, trained, settings, Path(ir_dir), example)
     new_version = logged.registered_model_version
     tags = {
         **tracking.run_tags(cfg),
-        **tracking.weights_tags(recorded_weights(model_dir)),
+        **tracking.weights_tags(trained.handover().weights),
         # Both scores, so that a later candidate on this split compares with a recorded one either way.
         **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric}},
         # How far this version's OpenVINO network agreed with its Keras one; the card says it in words.
@@ -345,7 +343,7 @@ def run(cfg: DictConfig) -> dict:
         client.set_model_version_tag(name, new_version, key, str(value))
     card = model_card(cfg, int(new_version), splits, settings, checks)
     client.update_model_version(name, new_version, description=card)
-    with tracking.backbone_run(cfg, run_file=model_dir / "run.json"):
+    with tracking.backbone_run(cfg, trained.handover().run_id):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
     promote = old_score is None or is_better(new_score, old_score, cfg.register.greater_is_better)
     # Last step: an alias only ever names a whole model. A version that does not win is the challenger.

@@ -10,8 +10,6 @@ reject class. run.json records the MLflow run and the weights file used (path an
 from __future__ import annotations
 
 import functools
-import shutil
-from dataclasses import asdict
 from pathlib import Path
 
 # isort: off
@@ -28,16 +26,17 @@ from pipeline.calibration import fit_embedding_stats
 from pipeline.cli import main_of
 from pipeline.features import Embeddings, decode, embed_splits
 from pipeline.heads import fit, fit_known_head, fit_other_head
-from pipeline.io import write_json
 from pipeline.model import (
-    assemble,
     build_augmentation,
     build_backbone,
+    build_classifier,
     build_extractor,
     on_feature_maps,
     trainable_classifier,
     unfreeze,
 )
+from pipeline.served.scores import EmbeddingStats
+from pipeline.trained import Handover, TrainedModel
 
 
 class MlflowEpochMetrics(keras.callbacks.Callback):
@@ -81,7 +80,7 @@ def log_chosen_c(histories: dict[str, pd.DataFrame]) -> None:
     mlflow.log_metrics({f"{key}_c": float(h.c[h.val_loss.idxmin()]) for key, h in histories.items() if "c" in h})
 
 
-def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.DataFrame, dict]:
+def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.DataFrame, EmbeddingStats]:
     """Fit the head on the cached feature maps (then fine-tune, if configured), then the "neither" head.
 
     Returns the assembled model, the head's history and the class statistics of the training
@@ -103,11 +102,11 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     validation = (embeddings.pooled("val", cfg.head.pooling), y_val)
     head, history = fit_known_head(cfg, known, np.tile(y_train, len(known) // len(y_train)), validation, [MlflowEpochMetrics()])
     known_history = history  # before fine-tuning adds its epochs
-    head = on_feature_maps(head, cfg.head.pooling, map_shape, "probability")
     del known
 
     if cfg.train.fine_tune_layers > 0:
-        more, embeddings = fine_tune(cfg, backbone, extractor, head, embeddings, first_epoch=len(history))
+        on_maps = on_feature_maps(head, cfg.head.pooling, map_shape, "probability")  # shares the head's weights: tuning trains them
+        more, embeddings = fine_tune(cfg, backbone, extractor, on_maps, embeddings, first_epoch=len(history))
         history = pd.concat([history, more])
         vectors.cache_clear()  # pooled from the backbone before it was tuned
     history.insert(0, "epoch", range(1, len(history) + 1))
@@ -119,9 +118,8 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
         [MlflowEpochMetrics(prefix="other_epoch_")],
     )
     log_chosen_c({"head": known_history, "neither_head": other_history})
-    other_head = on_feature_maps(other_head, pooling, map_shape, "other_probability")
     stats = fit_embedding_stats(embeddings.pooled("train", "avg"), y_train)
-    return assemble(extractor, head, other_head), history, stats
+    return build_classifier(extractor, head, cfg.head.pooling, other_head, pooling), history, stats
 
 
 def run(cfg: DictConfig) -> Path:
@@ -134,19 +132,9 @@ def run(cfg: DictConfig) -> Path:
         mlflow.log_params(tracking.run_params(cfg))
         mlflow.set_tags(tracking.weights_tags(embeddings.weights))
         model, history, embedding_stats = train(cfg, embeddings)
-        # Write everything beside the final folder, then swap it in: a killed run leaves no model.
-        partial = out_dir.with_name(out_dir.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        model.save(partial / "model.keras")
-        history.to_csv(partial / "history.csv", index=False)
-        np.savez(partial / "embedding_stats.npz", **embedding_stats)
-        (partial / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-        handover = {"run_id": run.info.run_id, "backbone": spec.name, "weights": asdict(embeddings.weights), "source_size": embeddings.source_size}
-        write_json(partial / "run.json", handover)
-        mlflow.log_artifact(str(partial / "config.yaml"))
-        shutil.rmtree(out_dir, ignore_errors=True)
-        partial.rename(out_dir)
+        handover = Handover(run.info.run_id, spec.name, embeddings.weights, embeddings.source_size)
+        trained = TrainedModel.write(out_dir, model, history, embedding_stats, OmegaConf.to_yaml(cfg), handover)
+        mlflow.log_artifact(str(trained.config_file))
     print(f"train: {spec.name} -> {out_dir} (MLflow run {run.info.run_id})")
     return out_dir
 

@@ -28,13 +28,15 @@ def register_tiny_model(directory: Path) -> str:
     if (directory / "done").exists():
         return uri
     import numpy as np
+    import pandas as pd
     from mlflow import MlflowClient
 
-    from pipeline import calibration, config
+    from pipeline import calibration, config, tracking
     from pipeline import model as models
     from pipeline.served import openvino_runtime
     from pipeline.served.settings import ServingSettings
     from pipeline.stages.register import log_candidate
+    from pipeline.trained import Handover, TrainedModel
     from pipeline.weights import resolve_weights
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -51,21 +53,16 @@ def register_tiny_model(directory: Path) -> str:
     extractor = models.build_extractor(spec, models.build_backbone(spec))
     images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
     features = extractor.predict(images, verbose=0)
-    model_dir = directory / "model"
-    model_dir.mkdir()
-    heads = [
-        models.on_feature_maps(models.build_head(models.pooled(features, spec.pooling), spec, name), spec.pooling, features.shape[1:], name)
-        for spec, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
-    ]
-    classifier = models.assemble(extractor, *heads)
-    classifier.save(model_dir / "model.keras")
+    head, other_head = (
+        models.build_head(models.pooled(features, given.pooling), given, name) for given, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
+    )
+    classifier = models.build_classifier(extractor, head, cfg.head.pooling, other_head, cfg.neither_head.pooling)
     stats = calibration.fit_embedding_stats(models.pooled(features, "avg"), np.array([0, 1] * 4))
-    (model_dir / "config.yaml").write_text("# tiny test model\n")
     weights = resolve_weights(spec, None)
     settings = ServingSettings(
         classes=list(cfg.data.classes), input_size=spec.input_size, source_size=None, max_pixels=MAX_PIXELS, weights=weights.describe(),
         weights_meaningful=weights.meaningful, temperature=1.0, neither_score="max_probability", reject_threshold=0.45,
-        accept_rate=0.95, embedding_means=stats["means"], embedding_precision=stats["precision"],
+        accept_rate=0.95, embedding_stats=stats,
         runtime="openvino", openvino_precision="f32",  # served as register serves a model that agrees with Keras
     )
     ir_dir = openvino_runtime.export(classifier, directory / "openvino").parent
@@ -74,7 +71,10 @@ def register_tiny_model(directory: Path) -> str:
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     os.environ["MLFLOW_TRACKING_URI"] = uri  # it wins over the config; never write to another store
     try:
-        logged = log_candidate(cfg, model_dir, settings, ir_dir, example)
+        with tracking.backbone_run(cfg) as run:  # as train starts the backbone's run
+            handover = Handover(run.info.run_id, spec.name, weights, source_size=None)
+        trained = TrainedModel.write(directory / "model", classifier, pd.DataFrame(), stats, "# tiny test model\n", handover)
+        logged = log_candidate(cfg, trained, settings, ir_dir, example)
         MlflowClient().set_registered_model_alias(MODEL_NAME, "champion", logged.registered_model_version)
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI")
