@@ -59,8 +59,8 @@ def save_pyfunc(folder: Path, keras_file: Path, settings: ServingSettings, ir_di
     """The served model as register logs it (pipeline/served/pyfunc.py), saved to a local folder."""
     import mlflow.pyfunc
 
+    from pipeline.packaging import signature
     from pipeline.served.pyfunc import ImageClassifier
-    from pipeline.stages.register import signature
 
     settings.save(folder / "serving")
     artifacts = {"keras_model": str(keras_file), "serving_settings": str(folder / "serving")}

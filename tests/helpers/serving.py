@@ -33,9 +33,9 @@ def register_tiny_model(directory: Path) -> str:
 
     from pipeline import calibration, config, tracking
     from pipeline import model as models
+    from pipeline.packaging import log_candidate
     from pipeline.served import openvino_runtime
     from pipeline.served.settings import ServingSettings
-    from pipeline.stages.register import log_candidate
     from pipeline.trained import Handover, TrainedModel
     from pipeline.weights import resolve_weights
 
