@@ -16,7 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from pipeline.config import backbone_spec, compose
-from pipeline.model import build_backbone, build_extractor, embed
+from pipeline.forward import embed, keras_forward
+from pipeline.model import build_backbone, build_extractor
 from pipeline.served.images import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def ours(extractor, paths, size: int, batch: int) -> float:
     """Seconds for what pipeline.stages.embed does per split: decode the JPEGs, then embed them."""
     start = time.perf_counter()
-    embed(extractor, load_batch(paths, size), batch)
+    embed(keras_forward(extractor), load_batch(paths, size), batch)
     return time.perf_counter() - start
 
 
@@ -61,7 +62,7 @@ def main() -> None:
         preprocess = importlib.import_module(f"keras.applications.{spec.module}").preprocess_input
         inputs = preprocess(load_batch(paths, spec.input_size).astype("float32"))
         # Untimed warm-up: trace both sides once, as a long extraction run amortises it.
-        embed(extractor, load_batch(paths[:batch], spec.input_size), batch)
+        embed(keras_forward(extractor), load_batch(paths[:batch], spec.input_size), batch)
         forward(tf.constant(inputs[:batch]))
 
         times = {"ours": [], "bare": []}

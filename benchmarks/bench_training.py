@@ -15,7 +15,8 @@ import keras
 import numpy as np
 
 from pipeline.config import backbone_spec, compose
-from pipeline.model import build_backbone, build_extractor, build_head, embed, pooled
+from pipeline.forward import embed, keras_forward
+from pipeline.model import build_backbone, build_extractor, build_head, pooled
 from pipeline.served.images import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,7 +73,7 @@ def ours(extractor, head_spec, extract_batch, x_train, y_train, x_test, y_test, 
     """
     start = time.perf_counter()
     pooling = head_spec.pooling if head_spec else "flatten"
-    embeddings = pooled(embed(extractor, x_train, extract_batch), pooling)
+    embeddings = pooled(embed(keras_forward(extractor), x_train, extract_batch), pooling)
     embedded = time.perf_counter()
     keras.utils.set_random_seed(0)
     if head_spec is None:
@@ -83,7 +84,7 @@ def ours(extractor, head_spec, extract_batch, x_train, y_train, x_test, y_test, 
     head.compile(sgd(), loss="binary_crossentropy", metrics=["accuracy"])
     head.fit(embeddings, y_train, epochs=epochs, batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
-    accuracy = head.evaluate(pooled(embed(extractor, x_test, extract_batch), pooling), y_test, batch_size=batch_size, verbose=0)[1]
+    accuracy = head.evaluate(pooled(embed(keras_forward(extractor), x_test, extract_batch), pooling), y_test, batch_size=batch_size, verbose=0)[1]
     return seconds, accuracy, {"embed": embedded - start, "head": seconds - (embedded - start)}
 
 

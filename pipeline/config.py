@@ -82,6 +82,13 @@ class TrainConfig:
 
 
 @dataclass
+class EmbedConfig:
+    runtime: str  # openvino | keras: what runs the frozen backbone in the embed stage
+    engine: str  # local | spark: where (pipeline/spark_embed.py)
+    spark_master: str  # with engine=spark, the master the stage's Spark session connects to
+
+
+@dataclass
 class PathsConfig:
     data: str
     weights: str  # DVC-tracked pretrained weights, Keras' file names (weights.dvc)
@@ -124,6 +131,7 @@ class Config:
     head: HeadConfig
     neither_head: HeadConfig  # known vs reject class on the pooled embedding (the other_probability score)
     augment: AugmentConfig
+    embed: EmbedConfig
     train: TrainConfig
     mlflow: MlflowConfig
     register: RegisterConfig
@@ -170,6 +178,13 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
         raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
     if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:
         raise ConfigError("cross_validation needs folds >= 2 and repeats >= 1")
+    if typed.embed.runtime not in ("openvino", "keras"):
+        raise ConfigError(f"embed.runtime must be openvino or keras, not {typed.embed.runtime!r}")
+    if typed.embed.engine not in ("local", "spark"):
+        raise ConfigError(f"embed.engine must be local or spark, not {typed.embed.engine!r}")
+    if typed.embed.engine == "spark" and typed.augment.views:
+        # Each view is a seeded draw over the images in order; spread over executors it would not be.
+        raise ConfigError(f"embed.engine=spark embeds no augmentation views yet: use augment=none, or embed.engine=local for augment={typed.augment.name}")
     if typed.data.photo_resize not in PHOTO_RESIZES:
         raise ConfigError(f"data.photo_resize must be one of {PHOTO_RESIZES}, not {typed.data.photo_resize!r}")
     for key in ("head", "neither_head"):

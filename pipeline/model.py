@@ -3,7 +3,7 @@ pooled embedding out, as named outputs.
 
 Preprocessing lives inside the model as a layer, so a saved model takes raw images and training and
 serving cannot disagree about it. The frozen backbone is run once per image and augmentation view
-(`embed`, in the embed stage); the heads train on those cached feature maps (`build_head`), then
+(`pipeline.forward.embed`, in the embed stage); the heads train on those cached feature maps (`build_head`), then
 `assemble` joins them.
 """
 
@@ -158,30 +158,6 @@ def trainable_classifier(extractor: keras.Model, head: keras.Model, augmentation
     """Raw images -> augmentation -> backbone -> probability: the model fine-tuning trains."""
     images = keras.Input(extractor.input_shape[1:], name="image")
     return keras.Model(images, head(extractor(augmentation(images))), name="fine_tune")
-
-
-def embed(
-    extractor: keras.Model,
-    images: np.ndarray,
-    batch_size: int,
-    augmentation: keras.Sequential | None = None,
-    seed: int = 0,
-) -> np.ndarray:
-    """Run the frozen backbone once over images (one augmented view of them, if augmentation).
-
-    A plain loop over batches through Keras' compiled predict step: as fast as `predict` over
-    `tf.data` here, and it draws the augmentation eagerly, where a `tf.data` map logs a spurious
-    TensorFlow error.
-    """
-    if augmentation is not None:
-        keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
-    maps = []
-    for start in range(0, len(images), batch_size):
-        batch = images[start : start + batch_size]
-        if augmentation is not None:
-            batch = augmentation(batch, training=True)
-        maps.append(np.asarray(extractor.predict_on_batch(batch)))
-    return np.concatenate(maps)
 
 
 def outputs_from_features(model: keras.Model, features: np.ndarray, averages: np.ndarray, batch_size: int) -> Outputs:

@@ -24,8 +24,11 @@ def own_photos_run(tmp_path_factory):
     sh("git", "add", "my_photos.dvc", ".gitignore", cwd=project)
     commit(project, "Our own photos")
     # The README's command, shrunk to keep CI short: one repeat of the 5 folds, two backbones (a choice).
+    # Embedded on Spark (local[2]): the full-size photos are decoded on its executors, and the champion
+    # is registered from that cache (tests/test_embed_spark.py checks it is the local engine's).
     readme = ["dvc", "exp", "run", "-S", "paths.data=my_photos", "-S", "preset=offline"]
-    output = sh(*readme, "-S", "cross_validation.repeats=1", "-S", "compare=[mobilenet_v2,vgg16]", cwd=project, timeout=1500)
+    shrunk = ["-S", "cross_validation.repeats=1", "-S", "compare=[mobilenet_v2,vgg16]", "-S", "embed.engine=spark"]
+    output = sh(*readme, *shrunk, cwd=project, timeout=1500)
     return project, output
 
 

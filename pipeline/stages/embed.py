@@ -1,7 +1,8 @@
 """Stage `embed@<backbone>`: splits.csv + data/ + weights/ -> embeddings/<backbone>/ (<split>.npy, averages.npz, labels.npz, embed.json).
 
 The one place the frozen backbone runs over the team data: its feature map of every image of
-every split, and of each augmentation view of the training splits. train and evaluate read them,
+every split, and of each augmentation view of the training splits, on OpenVINO or Keras
+(embed.runtime), in this process or on Spark's executors (embed.engine). train and evaluate read them,
 so a change of head, learning rate, epochs or calibration runs no backbone. What changes the maps
 (backbone, input size, weights, precision, augmentation, the split, the source resolution) is
 exactly this stage's dependencies.
@@ -21,7 +22,9 @@ from omegaconf import DictConfig
 from pipeline import config
 from pipeline.cli import main_of
 from pipeline.features import embed_splits
+from pipeline.forward import backbone_forward
 from pipeline.model import build_backbone, build_extractor
+from pipeline.spark_embed import embed_splits_on_spark
 
 
 def run(cfg: DictConfig) -> Path:
@@ -29,8 +32,13 @@ def run(cfg: DictConfig) -> Path:
     spec = config.backbone_spec(cfg)
     out_dir = Path(cfg.paths.embeddings) / spec.name
     extractor = build_extractor(spec, build_backbone(spec, cfg.paths.weights))
-    embed_splits(cfg, pd.read_csv(cfg.paths.splits), extractor).save(out_dir)
-    print(f"embed: {cfg.backbone.name} -> {out_dir}")
+    splits = pd.read_csv(cfg.paths.splits)
+    if cfg.embed.engine == "spark":
+        embeddings = embed_splits_on_spark(cfg, splits, extractor)
+    else:
+        embeddings = embed_splits(cfg, splits, backbone_forward(extractor, cfg.embed.runtime, spec.precision))
+    embeddings.save(out_dir)
+    print(f"embed: {cfg.backbone.name} on {cfg.embed.runtime}, {cfg.embed.engine} -> {out_dir}")
     return out_dir
 
 

@@ -25,6 +25,7 @@ from pipeline import config, tracking
 from pipeline.calibration import fit_embedding_stats
 from pipeline.cli import main_of
 from pipeline.features import Embeddings, decode, embed_splits
+from pipeline.forward import backbone_forward
 from pipeline.heads import fit, fit_known_head, fit_other_head
 from pipeline.model import (
     build_augmentation,
@@ -72,7 +73,8 @@ def fine_tune(
         cfg.train.fine_tune_epochs, [MlflowEpochMetrics(first_epoch)],
     )
     history.index += first_epoch
-    return history, embed_splits(cfg, splits, extractor)
+    forward = backbone_forward(extractor, cfg.embed.runtime, cfg.backbone.precision)
+    return history, embed_splits(cfg, splits, forward)
 
 
 def log_chosen_c(histories: dict[str, pd.DataFrame]) -> None:
