@@ -1,7 +1,7 @@
 """embed.engine=spark: splits.csv + the split's image files (Spark's binaryFile) + a frozen extractor -> Embeddings, the images decoded and embedded on Spark's executors.
 
 The driver only ships the extractor (OpenVINO IR, or a .keras file with embed.runtime=keras) and
-gathers the maps the executors wrote as Parquet; the cache it returns is the local engine's, so
+gathers the maps the executors computed; the cache it returns is the local engine's, so
 train and evaluate do not know which engine ran. Executors import this module to run
 `embed_partition`: its top imports nothing heavier than NumPy, pandas and Pillow.
 """
@@ -26,6 +26,8 @@ from pipeline.served.images import load_image
 
 PANDAS_WARNING = "PySpark does not yet fully support pandas"  # as in serve/batch.py: harmless on this path
 MAPS_SCHEMA = "split string, position long, features binary"  # float32 bytes of one image's feature map
+# Images per Spark partition: what the driver receives at a time (MobileNetV2's maps at 224 px: 64 MB).
+IMAGES_PER_PARTITION = 256
 
 
 class SparkEngineError(UserError, RuntimeError):
@@ -126,21 +128,21 @@ def embed_splits_on_spark(cfg, splits: pd.DataFrame, extractor):
 
     source_size = source_resolution(splits, cfg)
     index = split_index(splits, SPLITS)
+    map_shape = tuple(extractor.output_shape[1:])
+    features = {name: np.empty(((index.split == name).sum(), *map_shape), np.float32) for name in SPLITS}
     spark = spark_session(cfg.embed.spark_master, cfg.train.extract_batch_size)
     try:
         with tempfile.TemporaryDirectory(prefix="embed-spark-") as folder:
             file_name = ship_extractor(spark, extractor, cfg.embed.runtime, Path(folder))
             files = spark.read.format("binaryFile").load([literal(path) for path in sorted(set(index.path))]).select("path", "content")
-            rows = files.join(spark.createDataFrame(index), "path")
             work = functools.partial(
                 embed_partition, file_name=file_name, runtime=cfg.embed.runtime, precision=cfg.backbone.precision,
                 threads=int(spark.conf.get("spark.task.cpus", "1")), size=cfg.backbone.input_size,
                 max_pixels=cfg.data.max_pixels, view_size=view_size(cfg, source_size),
             )
-            maps_dir = f"{folder}/maps"
-            rows.repartition(spark.sparkContext.defaultParallelism).mapInPandas(work, MAPS_SCHEMA).write.parquet(f"file:{maps_dir}")
-            map_shape = tuple(extractor.output_shape[1:])
-            features = {name: gathered(maps_dir, name, map_shape, (index.split == name).sum()) for name in SPLITS}
+            partitions = max(spark.sparkContext.defaultParallelism, -(-len(index) // IMAGES_PER_PARTITION))
+            maps = files.join(spark.createDataFrame(index), "path").repartition(partitions).mapInPandas(work, MAPS_SCHEMA)
+            gather(maps, features)
     except AnalysisException as err:  # a file splits.csv lists is gone, or an executor cannot see it
         raise SparkEngineError(
             f"embed on Spark could not read the split's images: {str(err).splitlines()[0]}. "
@@ -152,9 +154,24 @@ def embed_splits_on_spark(cfg, splits: pd.DataFrame, extractor):
     return Embeddings(features, labels, 0, source_size, built_weights(cfg))
 
 
-def gathered(maps_dir: str, name: str, map_shape: tuple, expected: int) -> np.ndarray:
-    """One split's maps from the executors' Parquet files, in splits.csv order."""
-    rows = pd.read_parquet(maps_dir, filters=[("split", "==", name)], columns=["position", "features"]).sort_values("position")
-    if len(rows) != expected or not (rows.position.to_numpy() == np.arange(expected)).all():
-        raise RuntimeError(f"embed on Spark: {len(rows)} feature maps came back for split {name}, which has {expected} images")
-    return np.stack([np.frombuffer(data, np.float32).reshape(map_shape) for data in rows.features]) if expected else np.empty((0, *map_shape), np.float32)
+def gather(maps, features: dict[str, np.ndarray]) -> None:
+    """The executors' maps -> features[split][position], in place.
+
+    All partitions are computed at once, kept on the executors' disks, then streamed to the driver a
+    partition at a time: the driver holds the maps, never a collected copy of them (toLocalIterator
+    alone would compute the partitions one after the other).
+    """
+    from pyspark import StorageLevel
+
+    maps = maps.persist(StorageLevel.DISK_ONLY)
+    try:
+        maps.count()
+        seen = {name: 0 for name in features}
+        for row in maps.toLocalIterator(prefetchPartitions=True):
+            features[row.split][row.position] = np.frombuffer(row.features, np.float32).reshape(features[row.split].shape[1:])
+            seen[row.split] += 1
+    finally:
+        maps.unpersist()
+    for name, count in seen.items():
+        if count != len(features[name]):
+            raise RuntimeError(f"embed on Spark: {count} feature maps came back for split {name}, which has {len(features[name])} images")
