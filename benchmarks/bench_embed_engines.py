@@ -39,7 +39,7 @@ def split_of(folder: Path, per_class: int):
     """The offline preset's config and splits.csv for per_class images per folder, under folder."""
     paths = [f"paths.{key}={folder / key}" for key in ("manifest", "ingest_report", "splits", "embeddings")]
     cfg = config.compose(["preset=offline", f"data.max_per_class={per_class}", f"paths.data={ROOT / 'data'}",
-                          f"paths.weights={ROOT / 'weights'}", "embed.spark_master=local[2]", *paths])
+                          f"paths.weights={ROOT / 'weights'}", *paths])  # embed.spark_master: local[2], the default
     ingest.run(cfg)
     split.run(cfg)
     return cfg, pd.read_csv(cfg.paths.splits)  # as the embed stage reads it

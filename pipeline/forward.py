@@ -1,7 +1,7 @@
 """A Keras feature extractor -> its forward pass (images -> feature maps) on Keras or on OpenVINO's CPU runtime, and `embed`, that pass over images in batches.
 
-The embed stage runs the frozen backbone once over every image; on OpenVINO that is about 3x
-Keras' speed here (benchmarks/README.md, "Embedding runtimes"), with the same maps to 3e-5.
+The embed stage runs the frozen backbone once over every image; on OpenVINO that is 2.6x
+Keras' rate here, decoding included (benchmarks/README.md, section 11), with the same maps to 3e-5.
 """
 
 from __future__ import annotations
