@@ -42,6 +42,9 @@ def test_input_sizes_are_the_backbones_own():
         (["backbones.vgg16.precision=bf16"], "precision"),
         (["register.metric=test_accuracy"], "validation metric"),
         (["preset=offline", "backbones.inception_v3.input_size=32"], "below 75"),
+        (["embed.engine=dask"], "embed.engine must be local or spark"),
+        (["embed.runtime=onnx"], "embed.runtime must be openvino or keras"),
+        (["embed.engine=spark", "augment=heavy"], "no augmentation views yet"),
     ],
 )
 def test_bad_values_fail_at_start_up(overrides, message):
