@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.errors import UserError
 from pipeline.forward import compile_ir, compiled_forward, keras_forward
 from pipeline.served.images import load_image
+from pipeline.served.openvino_runtime import export
 
 PANDAS_WARNING = "PySpark does not yet fully support pandas"  # as in serve/batch.py: harmless on this path
 MAPS_SCHEMA = "split string, position long, features binary"  # float32 bytes of one image's feature map
@@ -72,8 +73,6 @@ def literal(path: str) -> str:
 def ship_extractor(spark, extractor, runtime: str, folder: Path) -> str:
     """Write the extractor where every executor can fetch it (SparkContext.addFile) -> its file name."""
     if runtime == "openvino":
-        from pipeline.served.openvino_runtime import export
-
         ir = export(extractor, folder)
         spark.sparkContext.addFile(str(ir.with_suffix(".bin")))  # beside the .xml on every executor
         spark.sparkContext.addFile(str(ir))
@@ -110,7 +109,7 @@ def embed_partition(
         if batch.empty:
             continue
         images = np.stack([load_image(bytes(content), size, max_pixels, view_size) for content in batch.content])
-        maps = forward(images).astype(np.float32)
+        maps = forward(images).astype(np.float32, copy=False)  # both runtimes give float32 already
         yield pd.DataFrame({"split": batch.split.to_numpy(), "position": batch.position.to_numpy(), "features": [m.tobytes() for m in maps]})
 
 
