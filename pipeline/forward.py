@@ -78,10 +78,15 @@ def embed(
 
     if augmentation is not None:
         keras.utils.set_random_seed(seed)  # each view is a different, reproducible draw
-    maps = []
+    if not len(images):
+        raise ValueError("embed: no images to run the backbone over")
+    maps = None  # allocated at the first batch's shape: no second copy of the split's maps (3.6 GB for MobileNetV2's train)
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
         if augmentation is not None:
             batch = keras.ops.convert_to_numpy(augmentation(batch, training=True))
-        maps.append(forward(batch))
-    return np.concatenate(maps)
+        found = forward(batch)
+        if maps is None:
+            maps = np.empty((len(images), *found.shape[1:]), dtype=found.dtype)
+        maps[start : start + len(found)] = found
+    return maps

@@ -42,6 +42,7 @@ def fit_logistic(head: keras.Model, x: np.ndarray, y: np.ndarray, validation: tu
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss
+    from threadpoolctl import threadpool_limits
 
     standardise = head.get_layer("standardise")
     z, z_val = (np.asarray(standardise(v)) for v in (x, validation[0]))
@@ -52,7 +53,10 @@ def fit_logistic(head: keras.Model, x: np.ndarray, y: np.ndarray, validation: tu
     # (warm_start): the same optimum, reached in fewer iterations than from zero.
     model = LogisticRegression(max_iter=2000, class_weight="balanced" if balance else None, warm_start=True)
     for c in sorted(c_grid):
-        model.set_params(C=c).fit(z, y)
+        # One BLAS thread: L-BFGS's matrix-vector products run at half the speed on two here
+        # (benchmarks/README.md, section 12).
+        with threadpool_limits(1, user_api="blas"):
+            model.set_params(C=c).fit(z, y)
         p, p_val = model.predict_proba(z)[:, 1], model.predict_proba(z_val)[:, 1]
         rows.append({
             "c": c,

@@ -15,12 +15,12 @@ from pipeline.trained import TrainedModel
 
 
 def runtime_lines(cfg: DictConfig, settings: ServingSettings, checks: dict[str, openvino_runtime.Agreement]) -> str:
-    """The model card's runtime section: what computes the answers and how far OpenVINO agreed with Keras."""
+    """The model card's runtime section: what computes the answers and how far OpenVINO agreed with the evaluated Keras answers."""
     used = f"OpenVINO at {settings.openvino_precision}" if settings.runtime == "openvino" else "Keras (TensorFlow)"
-    lines = [f"- Answers computed by {used} (`model_runtime` in every answer); Keras is the reference."]
+    lines = [f"- Answers computed by {used} (`model_runtime` in every answer); the reference is Keras' answers as evaluate measured them."]
     for precision, found in checks.items():
         lines.append(
-            f"- OpenVINO {precision} against Keras on {found.images} validation images: probabilities within "
+            f"- OpenVINO {precision} against the evaluated Keras answers on {found.images} validation images: probabilities within "
             f"{found.max_probability_difference:.2g}, \"neither\" score within {found.max_neither_score_difference:.2g}, "
             f"{found.flipped_answers} answers flipped (at most {cfg.register.max_flip_rate:.1%} allowed)."
         )

@@ -183,7 +183,7 @@ def test_evaluation_plots_comparison_and_model_card(project, first_repro):
     assert {"epoch_loss", "epoch_val_accuracy"} <= set(run.data.metrics)
     card = client.get_model_version(MODEL, "1").description
     assert "## The \"neither\" answer" in card and "95% CI" in card
-    assert "Answers computed by OpenVINO at" in card and "against Keras on" in card  # measured at registration
+    assert "Answers computed by OpenVINO at" in card and "against the evaluated Keras answers on" in card  # measured at registration
     assert "## Recipe" in card and "| plain baseline |" in card
     html = sh("dvc", "plots", "show", "-o", str(project / "plots-html"), cwd=project)
     assert (project / "plots-html/index.html").exists(), html
