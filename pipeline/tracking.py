@@ -12,7 +12,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.errors import UserError
 from pipeline.store import tracking_store
+
+ERROR_TAG_CHARS = 5000  # MLflow's limit on a tag value
 
 
 def setup(cfg: DictConfig) -> str:
@@ -109,7 +112,7 @@ def backbone_run(cfg: DictConfig, run_id: str | None = None):
     """
     experiment_id = setup(cfg)
     if run_id is not None:
-        with mlflow.start_run(run_id=run_id) as run:
+        with mlflow.start_run(run_id=run_id) as run, error_tagged():
             yield run
         return
     end_abandoned_runs(experiment_id, cfg.backbone.name)
@@ -118,5 +121,18 @@ def backbone_run(cfg: DictConfig, run_id: str | None = None):
     if parent:
         tags["mlflow.parentRunId"] = parent
         experiment_id = MlflowClient().get_run(parent).info.experiment_id
-    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.backbone.name, tags=tags) as run:
+    with mlflow.start_run(experiment_id=experiment_id, run_name=cfg.backbone.name, tags=tags) as run, error_tagged():
         yield run
+
+
+@contextmanager
+def error_tagged():
+    """An error inside the active run -> its `error` tag: the one paragraph the stage prints (a
+    UserError's message), else the exception's type and message. start_run then ends the run FAILED,
+    so a failed experiment, queued ones too, shows in the runs list with why."""
+    try:
+        yield
+    except Exception as err:
+        message = str(err) if isinstance(err, UserError) else f"{type(err).__name__}: {err}"
+        mlflow.set_tag("error", message[:ERROR_TAG_CHARS])
+        raise

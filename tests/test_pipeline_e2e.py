@@ -299,15 +299,24 @@ def test_a_stage_killed_midway_leaves_nothing_half_done(project, first_repro):
 def test_queued_experiments_land_in_exp_show_and_the_project_store(project, first_repro):
     """Two queued experiments, run by a background queue worker in DVC's temporary workspaces: each
     shows its metrics in `dvc exp show` and logs its runs into the project's own MLflow store,
-    tagged with the experiment's name. Two queue workers run them at once."""
+    tagged with the experiment's name. Two queue workers run them at once. A third, with an
+    override only the train stage can refuse, fails: `dvc queue status` says so, `dvc queue logs`
+    ends with its one-paragraph error, and its MLflow run ends FAILED with that error as a tag."""
     sh("git", "add", "-A", cwd=project)
     commit(project, "before the sweep")
     names = {"tiny-none": "augment=none", "tiny-heavy": "augment=heavy"}
     for name, override in names.items():
         sh("dvc", "exp", "run", "--queue", "-n", name, "-S", override, "-S", "train.epochs=3", cwd=project)
+    sh("dvc", "exp", "run", "--queue", "-n", "tiny-bad", "-S", "train.fine_tune_layers=100000", cwd=project)
     sh("dvc", "queue", "start", "-j", "2", cwd=project)  # two workers at once, one SQLite store (README)
     status = queue_status_when_done(project)
-    assert not re.search(r"\b(Queued|Running|Failed)\b", status), status
+    assert not re.search(r"\b(Queued|Running)\b", status), status
+    assert {line.split()[1]: line.split()[-1] for line in status.splitlines() if "tiny-" in line} == {
+        "tiny-none": "Success", "tiny-heavy": "Success", "tiny-bad": "Failed"
+    }, status
+    log = sh("dvc", "queue", "logs", "tiny-bad", cwd=project)
+    error = "train.fine_tune_layers is 100000, but mobilenet_v2 has"
+    assert error in log and "Traceback" not in log, log[-2000:]  # the paragraph, no stack trace
 
     shown = json.loads(sh("dvc", "exp", "show", "--json", cwd=project, stdout_only=True))
     found = {}
@@ -317,6 +326,8 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
                 if rev.get("name") in names:
                     found[rev["name"]] = rev["data"]
     assert set(found) == set(names), sorted(found)
+    failed = [rev for baseline in shown for exp in baseline.get("experiments") or [] for rev in exp.get("revs", []) if rev.get("name") == "tiny-bad"]
+    assert failed and failed[0].get("error"), failed  # `dvc exp show` lists it as failed
     for name, data in found.items():
         backbone_metrics = data["metrics"]["metrics/mobilenet_v2.json"]["data"]
         assert 0 <= backbone_metrics["test_accuracy"] <= 1, name
@@ -327,6 +338,9 @@ def test_queued_experiments_land_in_exp_show_and_the_project_store(project, firs
     for name in names:
         runs = client.search_runs([experiment.experiment_id], f"tags.dvc_exp = '{name}'")
         assert {r.data.tags.get("backbone") for r in runs} >= set(TWO), name
+        assert {r.info.status for r in runs} == {"FINISHED"}, name
+    [failed_run] = client.search_runs([experiment.experiment_id], "tags.dvc_exp = 'tiny-bad'")
+    assert failed_run.info.status == "FAILED" and failed_run.data.tags["error"].startswith(error), failed_run.data.tags
 
 
 def test_mlflow_run_in_a_checkout_that_already_ran_nests_its_runs_in_the_project_store(project, first_repro):

@@ -236,12 +236,13 @@ def run(cfg: DictConfig) -> dict:
     trained = TrainedModel(Path(cfg.paths.models) / cfg.backbone.name)
     out_dir = Path(cfg.paths.evaluation) / cfg.backbone.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    embeddings = Embeddings.load(Path(cfg.paths.embeddings) / cfg.backbone.name)
-    metrics, settings = evaluate(cfg, trained.load_model(), untrained_settings(cfg, trained), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
-    metrics["model_size_mb"] = trained.model_file.stat().st_size / 1e6
-    plots.training_curves(out_dir / "plots", trained.history())
-    settings.save(out_dir / "serving")
+    # In the backbone's run from the start: should this stage fail, the run ends FAILED with the error as a tag.
     with tracking.backbone_run(cfg, trained.handover().run_id):
+        embeddings = Embeddings.load(Path(cfg.paths.embeddings) / cfg.backbone.name)
+        metrics, settings = evaluate(cfg, trained.load_model(), untrained_settings(cfg, trained), embeddings, pd.read_csv(cfg.paths.splits), out_dir)
+        metrics["model_size_mb"] = trained.model_file.stat().st_size / 1e6
+        plots.training_curves(out_dir / "plots", trained.history())
+        settings.save(out_dir / "serving")
         mlflow.log_metrics(metrics)
         mlflow.log_artifacts(str(out_dir / "serving"), "serving")
         mlflow.log_artifacts(str(out_dir / "plots"), "plots")

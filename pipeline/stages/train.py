@@ -90,6 +90,10 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
     """
     spec = config.backbone_spec(cfg)
     backbone = build_backbone(spec, cfg.paths.weights)  # part of the saved model; runs only to fine-tune
+    if cfg.train.fine_tune_layers > len(backbone.layers):  # only the built backbone knows its depth
+        raise config.ConfigError(
+            f"train.fine_tune_layers is {cfg.train.fine_tune_layers}, but {spec.name} has {len(backbone.layers)} layers: give at most that"
+        )
     backbone.trainable = False
     extractor = build_extractor(spec, backbone)
     map_shape = embeddings.features["val"].shape[1:]
