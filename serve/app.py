@@ -17,15 +17,29 @@ import streamlit as st
 
 from pipeline.served.images import ImageError, decode, load_image
 from pipeline.served.schema import IMAGE_COLUMN
-from serve import ROOT, confidence, demo_warning, model_uri, reason, use_tracking_store
+from serve import ROOT, alias_seconds, by_version, confidence, demo_warning, model_uri, reason, use_tracking_store
 
 PREVIEW_PIXELS = 640
 COLUMNS = 3  # photos per row of the grid
 
 
-@st.cache_resource(show_spinner="Loading the model...")
 def champion():
-    """The registered champion, loaded once per server process: (its pyfunc model, its Keras network).
+    """The registered champion: (its pyfunc model, its Keras network). An alias is followed: resolved
+    again at most every SERVE_ALIAS_SECONDS, and a version it moves to is loaded once, then kept."""
+    return loaded(current_uri())
+
+
+@st.cache_data(ttl=alias_seconds() or None, show_spinner=False)
+def current_uri() -> str:
+    """model_uri(), an alias in it resolved to the version it names now."""
+    use_tracking_store()
+    followed = by_version(model_uri()) if alias_seconds() > 0 else None
+    return followed[0] if followed else model_uri()
+
+
+@st.cache_resource(show_spinner="Loading the model...", max_entries=2)  # the one serving, and the one it moves to
+def loaded(uri: str):
+    """A model, loaded once per server process and URI: (its pyfunc model, its Keras network).
 
     Fetched once into a local folder and loaded from there: the Keras network is one of its
     artifacts, whichever runtime serves and whatever version of our code the model was logged with.
@@ -37,7 +51,7 @@ def champion():
     import pipeline.served.keras_runtime  # noqa: F401  (registers the custom preprocessing layer)
 
     use_tracking_store()
-    folder = mlflow.artifacts.download_artifacts(model_uri())
+    folder = mlflow.artifacts.download_artifacts(uri)
     return mlflow.pyfunc.load_model(folder), keras.saving.load_model(Path(folder) / "artifacts" / "model.keras")
 
 

@@ -1,8 +1,8 @@
 """HTTP requests -> MLflow's own scoring app for the champion, behind a guard: limits, clean 4xx errors.
 
 Run:  python -m serve.asgi   (HOST, PORT, MODEL_URI, MLFLOW_TRACKING_URI, SERVE_MAX_BODY_BYTES,
-      SERVE_MAX_IMAGES, SERVE_MAX_CONCURRENT, SERVE_BODY_SECONDS and SERVE_HEAD_SECONDS are read
-      from the environment)
+      SERVE_MAX_IMAGES, SERVE_MAX_CONCURRENT, SERVE_BODY_SECONDS, SERVE_HEAD_SECONDS and
+      SERVE_ALIAS_SECONDS are read from the environment)
 
 MLflow's app (the one `mlflow models serve` runs) still does all the work: /ping, /version, JSON
 and Parquet parsing, base64 decoding, the signature check and predict. Raw uploads, which MLflow does
@@ -16,7 +16,9 @@ it answers 503 with Retry-After when SERVE_MAX_CONCURRENT requests are already b
 and 408 to a body that has not arrived whole within SERVE_BODY_SECONDS (a slow client holds no slot);
 it hides the API docs routes; and it rewrites error bodies, in which MLflow echoes the input back
 (image bytes included) and, for unexpected errors, its stack trace. The model is loaded and warmed
-up before the server listens, so /ping answers only when a request would be fast.
+up before the server listens, so /ping answers only when a request would be fast. A MODEL_URI that
+names an alias (the default, models:/NAME@champion) is followed: when the alias moves, the new version
+is loaded and warmed beside the old and swapped in (AliasFollower).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ import base64
 import binascii
 import json
 import os
+import threading
+import time
 from dataclasses import dataclass
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -78,20 +82,57 @@ def create_app(model_uri: str | None = None, limits: Limits | None = None):
     from mlflow.exceptions import MlflowException
     from mlflow.pyfunc import scoring_server
 
+    from serve import alias_seconds, by_version, use_tracking_store
     from serve import model_uri as default_model_uri
-    from serve import use_tracking_store
 
     uri, store = model_uri or default_model_uri(), use_tracking_store()
     # MLflow's app answers 504 after this; set, it also tells the model to stop such a request's work.
     os.environ.setdefault("MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT", "60")
     if uri.startswith("models:/") and store.startswith("sqlite:///") and not os.path.exists(store.removeprefix("sqlite:///")):
         raise SystemExit(f"error: no MLflow store at {store}: run the pipeline (`dvc repro`) first, or set MLFLOW_TRACKING_URI")
+    seconds = alias_seconds()
     try:
-        model = scoring_server.load_model_with_mlflow_config(uri)
+        # An alias is loaded by the version it names now: the follower starts from that version.
+        followed = by_version(uri) if seconds > 0 else None
+        model = scoring_server.load_model_with_mlflow_config(followed[0] if followed else uri)
     except (MlflowException, OSError) as err:
         raise SystemExit(f"error: cannot load the model {uri} (store {store}): {str(err).splitlines()[0]}") from None
     warm_up(model)
-    return Guard(scoring_server.init(model), limits or Limits.from_environment())
+    guard = Guard(scoring_server.init(model), limits or Limits.from_environment())
+    if followed:
+        AliasFollower(guard, uri, followed[2], seconds).start()
+    return guard
+
+
+class AliasFollower(threading.Thread):
+    """models:/NAME@ALIAS resolved again every `seconds`: when the alias names another version, that
+    version is loaded beside the one serving and warmed up, then the guard's app is swapped for one
+    on it. A request under way finishes on the app it started on, so none fails in the swap; every
+    answer names the version that made it (model_version). A failed load keeps the old version."""
+
+    def __init__(self, guard: Guard, uri: str, version: int, seconds: float):
+        super().__init__(name="alias-follower", daemon=True)
+        self.guard, self.uri, self.version, self.seconds = guard, uri, version, seconds
+
+    def run(self) -> None:
+        from mlflow.pyfunc import scoring_server
+
+        from serve import by_version
+
+        while True:
+            time.sleep(self.seconds)
+            try:
+                uri, alias, version = by_version(self.uri)
+                if version == self.version:
+                    continue
+                model = scoring_server.load_model_with_mlflow_config(uri)
+                warm_up(model)
+            except Exception as err:  # the store unreachable, the alias deleted, a version that does not load
+                print(f"serve: {self.uri}: {str(err).splitlines()[0][:MAX_MESSAGE_CHARS]}; still serving v{self.version}", flush=True)
+                continue
+            self.guard.app = scoring_server.init(model)  # one assignment: the next request gets the new app whole
+            print(f"serve: {alias} moved from v{self.version} to v{version}; serving v{version}", flush=True)
+            self.version = version
 
 
 def warm_up(model) -> None:
