@@ -24,7 +24,20 @@ def binary_metrics(y_true: np.ndarray, p_positive: np.ndarray, prefix: str) -> d
         "false_negatives": fn,
         "true_positives": tp,
     }
+    # 95% intervals of the two scores a champion is chosen on, so a promotion can tell a gain from noise.
+    values["accuracy_low"], values["accuracy_high"] = proportion_confint(values["accuracy"], len(y_true))
+    values["roc_auc_low"], values["roc_auc_high"] = auc_interval(values["roc_auc"], int((y_true == 1).sum()), int((y_true == 0).sum()))
     return {f"{prefix}_{k}": float(v) for k, v in values.items()}
+
+
+def auc_interval(auc: float, positives: int, negatives: int, z: float = 1.96) -> tuple[float, float]:
+    """Hanley and McNeil's (1982) 95% interval of an ROC AUC from its two class counts, clipped to [0, 1]."""
+    if not positives or not negatives or np.isnan(auc):
+        return float("nan"), float("nan")
+    q1, q2 = auc / (2 - auc), 2 * auc * auc / (1 + auc)
+    variance = (auc * (1 - auc) + (positives - 1) * (q1 - auc * auc) + (negatives - 1) * (q2 - auc * auc)) / (positives * negatives)
+    half = z * np.sqrt(max(variance, 0.0))
+    return max(auc - half, 0.0), min(auc + half, 1.0)
 
 
 def reject_threshold(known_scores: np.ndarray, known_right: np.ndarray, known_labels: np.ndarray, other_scores: np.ndarray) -> float:

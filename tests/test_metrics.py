@@ -136,3 +136,21 @@ def test_the_baseline_is_measured_on_every_split_and_the_field_photos():
     assert metrics["baseline_val_accuracy"] > 0.8 and metrics["baseline_test_neither_auroc"] > 0.95
     assert metrics["baseline_field_images"] == 30 and metrics["baseline_field_three_way_accuracy"] > 0.8
     assert len(p) == len(score) == 90  # test, then other_test: the rows of baseline_predictions.csv
+
+
+def test_auc_interval_is_as_wide_as_the_bootstrap_says():
+    """Hanley and McNeil's interval against 2,000 bootstrap resamples of the same scores."""
+    from sklearn.metrics import roc_auc_score
+
+    from pipeline.metrics import auc_interval
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(300), np.ones(200)]
+    p = np.r_[rng.normal(0, 1, 300), rng.normal(1.2, 1, 200)]
+    auc = roc_auc_score(y, p)
+    low, high = auc_interval(auc, 200, 300)
+    draws = [roc_auc_score(y[i], p[i]) for i in (rng.integers(0, len(y), len(y)) for _ in range(2000))]
+    boot_low, boot_high = np.percentile(draws, [2.5, 97.5])
+    assert low < auc < high
+    assert abs((high - low) - (boot_high - boot_low)) < 0.2 * (boot_high - boot_low)
+    assert auc_interval(1.0, 10, 10) == (1.0, 1.0) and all(np.isnan(auc_interval(0.7, 0, 10)))

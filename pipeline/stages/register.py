@@ -2,9 +2,10 @@
 
 The backbone pipeline.choice picks (by a validation metric; on small data, a cross-validated one)
 is logged as a pyfunc model and registered, unless it is the champion already (same code, data and config: the `fingerprint` tag). The alias `champion`
-moves to it only if it scores better than the current champion on this same validation split (the
-champion is re-scored here rather than trusting a number from another split); otherwise it becomes
-the `challenger`.
+moves to it only if it beats the current champion on this same validation split beyond the noise
+(the champion's score outside the challenger's 95% interval; within it, only if it is cheaper: the
+comparison's rule), the champion re-scored here rather than trusting a number from another split;
+otherwise it becomes the `challenger`. champion.json says which, and why.
 """
 
 from __future__ import annotations
@@ -45,9 +46,32 @@ from pipeline.trained import TrainedModel
 PIPELINE = Path(pipeline.__file__).parent  # all of it: the fingerprint hashes the code
 
 
+CHEAPER = 0.9  # of the champion's latency, at most: a real saving, not timing noise
+
+
 def is_better(new: float, old: float, greater_is_better: bool) -> bool:
     """Strictly: on a tie the champion stays."""
     return new > old if greater_is_better else new < old
+
+
+def promotion(cfg: DictConfig, challenger: dict, metric: str, old_score: float | None, champion) -> tuple[bool, str]:
+    """(whether the challenger takes the alias, why), by the comparison's rule: it must beat the
+    champion beyond its own 95% interval on this split. A champion's score inside that interval is
+    within noise of it; then the challenger wins only if it is cheaper (at most CHEAPER of the
+    champion's latency), and otherwise the champion stays."""
+    if old_score is None:
+        return True, "there is no champion yet"
+    new, low, high = challenger[metric], challenger.get(f"{metric}_low", np.nan), challenger.get(f"{metric}_high", np.nan)
+    if np.isnan(low) or np.isnan(high):
+        better = is_better(new, old_score, cfg.register.greater_is_better)
+        return better, f"its {metric} {new:.4g} {'beats' if better else 'does not beat'} the champion's {old_score:.4g} ({metric} has no interval)"
+    interval = f"its {metric} {new:.4g} (95% interval {low:.4g} to {high:.4g}) against the champion's {old_score:.4g}"
+    if not low <= old_score <= high:
+        better = is_better(new, old_score, cfg.register.greater_is_better)
+        return better, f"{interval}: {'better' if better else 'worse'} beyond noise"
+    latency, old_latency = challenger["latency_ms_per_image"], float(champion.tags.get("latency_ms_per_image", "nan"))
+    cheaper = latency <= CHEAPER * old_latency
+    return cheaper, f"{interval}: within noise, and {'cheaper' if cheaper else 'not cheaper'} ({latency:.1f} ms against {old_latency:.1f} ms an image)"
 
 
 def fingerprint(cfg: DictConfig, trained: TrainedModel) -> str:
@@ -175,8 +199,7 @@ def run(cfg: DictConfig) -> dict:
         print(f"register: {best} is champion v{champion.version} already (same code, data and config); nothing registered")
         return summary
     old_score, metric = champion_score(client, cfg, champion, splits, choice.metric)
-    best_metrics = read_json(config.metrics_file(cfg, best))
-    new_score = best_metrics[metric]  # in the metric the champion's score is in
+    best_metrics = read_json(config.metrics_file(cfg, best))  # its score in `metric`, the one the champion's is in
 
     with tempfile.TemporaryDirectory() as ir_dir:
         settings, checks = choose_runtime(cfg, trained, ServingSettings.load(serving_dir), splits, Path(ir_dir))
@@ -186,7 +209,7 @@ def run(cfg: DictConfig) -> dict:
         **tracking.run_tags(cfg),
         **tracking.weights_tags(trained.handover().weights),
         # Both scores, so that a later candidate on this split compares with a recorded one either way.
-        **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric}},
+        **{key: best_metrics[key] for key in {choice.metric, cfg.register.metric, "latency_ms_per_image"}},
         # How far this version's OpenVINO network agreed with its Keras one; the card says it in words.
         **{f"openvino_{precision}_{key}": value for precision, found in checks.items() for key, value in asdict(found).items()},
         "runtime": settings.runtime_label,
@@ -199,7 +222,7 @@ def run(cfg: DictConfig) -> dict:
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, trained.handover().run_id):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
-    promote = old_score is None or is_better(new_score, old_score, cfg.register.greater_is_better)
+    promote, why = promotion(cfg, best_metrics, metric, old_score, champion)
     # Last step: an alias only ever names a whole model. A version that does not win is the challenger.
     client.set_registered_model_alias(name, alias if promote else cfg.mlflow.challenger_alias, new_version)
 
@@ -208,13 +231,11 @@ def run(cfg: DictConfig) -> dict:
         previous_champion=int(champion.version) if champion else None,
         previous_champion_score=old_score,
         champion=int(new_version) if promote else int(champion.version),
+        interval=[best_metrics.get(f"{metric}_low"), best_metrics.get(f"{metric}_high")],
+        promotion=why,
     )
     write_json(cfg.paths.champion, summary)
-    verdict = (
-        "is the new champion"
-        if promote
-        else f"is the challenger: its {metric} {new_score:.4g} does not beat champion v{champion.version}'s {old_score:.4g}"
-    )
+    verdict = f"is the new champion: {why}" if promote else f"is the challenger to champion v{champion.version}: {why}"
     print(f"register: {choice.reason} -> {name} v{new_version}, {verdict}")
     return summary
 
