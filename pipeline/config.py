@@ -79,6 +79,7 @@ class TrainConfig:
     fine_tune_epochs: int
     fine_tune_learning_rate: float
     seed: int
+    seeds: int  # head fits over seed, seed+1, ...: their spread says how much of a score is the draw
 
 
 @dataclass
@@ -178,6 +179,8 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
         raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
     if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:
         raise ConfigError("cross_validation needs folds >= 2 and repeats >= 1")
+    if typed.train.seeds < 1:
+        raise ConfigError(f"train.seeds must be at least 1, not {typed.train.seeds}")
     if typed.embed.runtime not in ("openvino", "keras"):
         raise ConfigError(f"embed.runtime must be openvino or keras, not {typed.embed.runtime!r}")
     if typed.embed.engine not in ("local", "spark"):

@@ -82,6 +82,21 @@ def log_chosen_c(histories: dict[str, pd.DataFrame]) -> None:
     mlflow.log_metrics({f"{key}_c": float(h.c[h.val_loss.idxmin()]) for key, h in histories.items() if "c" in h})
 
 
+def seed_spread(cfg: DictConfig, known: np.ndarray, y: np.ndarray, validation: tuple, first: pd.DataFrame) -> dict[str, float]:
+    """train.seeds > 1: the head fitted again on seed+1, seed+2, ... -> the mean and standard deviation,
+    over every seed, of its best epoch's (or C's) validation loss and accuracy. A logistic head's fit
+    does not depend on the seed: its spread is 0, and says so."""
+    best = [first.loc[first.val_loss.idxmin()]]
+    for k in range(1, cfg.train.seeds):
+        keras.utils.set_random_seed(cfg.train.seed + k)
+        _, history = fit_known_head(cfg, known, y, validation, verbose=0)
+        best.append(history.loc[history.val_loss.idxmin()])
+    keras.utils.set_random_seed(cfg.train.seed)
+    found = pd.DataFrame(best)[["val_loss", "val_accuracy"]]
+    return {"seeds": float(cfg.train.seeds), **{f"seeds_{k}_mean": float(v) for k, v in found.mean().items()},
+            **{f"seeds_{k}_std": float(v) for k, v in found.std(ddof=1).items()}}
+
+
 def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.DataFrame, EmbeddingStats]:
     """Fit the head on the cached feature maps (then fine-tune, if configured), then the "neither" head.
 
@@ -106,8 +121,14 @@ def train(cfg: DictConfig, embeddings: Embeddings) -> tuple[keras.Model, pd.Data
 
     known = np.concatenate(vectors("train", cfg.head.pooling))
     validation = (embeddings.pooled("val", cfg.head.pooling), y_val)
-    head, history = fit_known_head(cfg, known, np.tile(y_train, len(known) // len(y_train)), validation, [MlflowEpochMetrics()])
+    y_known = np.tile(y_train, len(known) // len(y_train))
+    head, history = fit_known_head(cfg, known, y_known, validation, [MlflowEpochMetrics()])
     known_history = history  # before fine-tuning adds its epochs
+    if cfg.train.seeds > 1:
+        spread = seed_spread(cfg, known, y_known, validation, history)
+        mlflow.log_metrics(spread)
+        print(f"train: head over {cfg.train.seeds} seeds: validation loss {spread['seeds_val_loss_mean']:.4f} +- {spread['seeds_val_loss_std']:.4f}, "
+              f"accuracy {spread['seeds_val_accuracy_mean']:.4f} +- {spread['seeds_val_accuracy_std']:.4f}")
     del known
 
     if cfg.train.fine_tune_layers > 0:
