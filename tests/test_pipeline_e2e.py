@@ -185,6 +185,17 @@ def test_evaluation_plots_comparison_and_model_card(project, first_repro):
     assert "## The \"neither\" answer" in card and "95% CI" in card
     assert "Answers computed by OpenVINO at" in card and "against the evaluated Keras answers on" in card  # measured at registration
     assert "## Recipe" in card and "| plain baseline |" in card
+    # MLflow's own evaluation of the champion's test answers, in its run and its model: the same counts as ours.
+    version = client.get_model_version(MODEL, "1")
+    champion_run = client.get_run(version.run_id)
+    ours = json.loads((project / f"metrics/{champion_run.data.tags['backbone']}.json").read_text())
+    theirs = champion_run.data.metrics
+    for mlflow_name, our_name in (("accuracy_score", "accuracy"), ("f1_score", "f1"), ("precision_score", "precision"), ("recall_score", "recall"),
+                                  ("true_positives", "true_positives"), ("false_positives", "false_positives")):
+        assert theirs[mlflow_name] == pytest.approx(ours[f"test_{our_name}"]), mlflow_name
+    model_metrics = {m.key for m in mlflow.get_logged_model(version.source.removeprefix("models:/")).metrics or []}  # the version's model
+    assert "accuracy_score" in model_metrics, model_metrics
+    assert "confusion_matrix.png" in {Path(a.path).name for a in client.list_artifacts(version.run_id)}
     html = sh("dvc", "plots", "show", "-o", str(project / "plots-html"), cwd=project)
     assert (project / "plots-html/index.html").exists(), html
 

@@ -40,6 +40,7 @@ from pipeline.packaging import log_candidate
 from pipeline.served import openvino_runtime
 from pipeline.served.images import load_batch
 from pipeline.served.schema import IMAGE_COLUMN
+from pipeline.served.scores import DECISION_THRESHOLD
 from pipeline.served.settings import Outputs, ServingSettings
 from pipeline.trained import TrainedModel
 
@@ -69,7 +70,9 @@ def promotion(cfg: DictConfig, challenger: dict, metric: str, old_score: float |
     if not low <= old_score <= high:
         better = is_better(new, old_score, cfg.register.greater_is_better)
         return better, f"{interval}: {'better' if better else 'worse'} beyond noise"
-    latency, old_latency = challenger["latency_ms_per_image"], float(champion.tags.get("latency_ms_per_image", "nan"))
+    if "latency_ms_per_image" not in champion.tags:  # registered before versions recorded it
+        return False, f"{interval}: within noise, and the champion's latency was not recorded: it stays"
+    latency, old_latency = challenger["latency_ms_per_image"], float(champion.tags["latency_ms_per_image"])
     cheaper = latency <= CHEAPER * old_latency
     return cheaper, f"{interval}: within noise, and {'cheaper' if cheaper else 'not cheaper'} ({latency:.1f} ms against {old_latency:.1f} ms an image)"
 
@@ -150,6 +153,25 @@ def choose_runtime(
     return settings, checks
 
 
+def log_mlflow_evaluation(cfg: DictConfig, predictions_csv: Path, model_id: str) -> None:
+    """evaluate's answers on the test images of the known classes, through mlflow.models.evaluate, into
+    the active run and the logged model: MLflow's own classifier metrics (accuracy_score, f1_score, the
+    confusion counts) and its confusion matrix in the run's and the model version's evaluation views.
+    evaluate's metrics stay the source of truth; these are the same answers counted by MLflow (a test
+    checks they agree). Static answers carry no probabilities, so MLflow draws no ROC curve here:
+    evaluate's plots have it."""
+    rows = pd.read_csv(predictions_csv)
+    known = rows[rows.label.isin(cfg.data.classes)]
+    answers = pd.DataFrame({
+        "label": (known.label == cfg.data.classes[1]).astype(int),  # 1: the second class, as the metrics count it
+        "prediction": (known.p_positive >= DECISION_THRESHOLD).astype(int),
+    })
+    mlflow.models.evaluate(
+        data=answers, targets="label", predictions="prediction", model_type="classifier", model_id=model_id,
+        evaluator_config={"pos_label": 1, "log_model_explainability": False},
+    )
+
+
 def current_champion(client: MlflowClient, cfg: DictConfig):
     """The version the champion alias names now, or None before the first registration."""
     try:
@@ -222,6 +244,7 @@ def run(cfg: DictConfig) -> dict:
     client.update_model_version(name, new_version, description=card)
     with tracking.backbone_run(cfg, trained.handover().run_id):
         mlflow.log_text(card, f"model_card_v{new_version}.md")
+        log_mlflow_evaluation(cfg, Path(cfg.paths.evaluation) / best / "predictions.csv", logged.model_id)
     promote, why = promotion(cfg, best_metrics, metric, old_score, champion)
     # Last step: an alias only ever names a whole model. A version that does not win is the challenger.
     client.set_registered_model_alias(name, alias if promote else cfg.mlflow.challenger_alias, new_version)
