@@ -167,8 +167,8 @@ def outputs_from_features(model: keras.Model, features: np.ndarray, averages: np
 
     def answers(head: keras.Model) -> np.ndarray:
         # One compiled step over float32 batches of the (float16, memory-mapped) maps: predict()
-        # first copies the whole array into a tf.data pipeline, 4.6 s of MobileNetV2's validation
-        # maps against 0.8 s for this (benchmarks/README.md, section 12).
+        # first copies the whole array into a tf.data pipeline, 2.0 to 4.4 s of MobileNetV2's
+        # validation maps against 1.4 s for this (benchmarks/README.md, section 12).
         step = tf.function(lambda maps: head(maps, training=False), reduce_retracing=True)
         batches = (np.asarray(features[start : start + batch_size], dtype=np.float32) for start in range(0, len(features), batch_size))
         return np.concatenate([np.asarray(step(batch)) for batch in batches] or [np.empty((0, 1))]).ravel()
