@@ -14,7 +14,7 @@ from pipeline import quiet_tensorflow  # noqa: F401  (first: TensorFlow starts u
 # isort: on
 import numpy as np
 
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 from pipeline.model import outputs_from_features
 from pipeline.trained import TrainedModel
 

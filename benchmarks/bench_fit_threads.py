@@ -13,7 +13,7 @@ from pathlib import Path
 from sklearn.linear_model import LogisticRegression
 from threadpoolctl import threadpool_limits
 
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 
 C_GRID = [1e-4, 1e-3, 1e-2, 1e-1, 1.0]  # conf/head/logistic.yaml
 

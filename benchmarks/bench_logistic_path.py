@@ -18,7 +18,7 @@ from sklearn.metrics import log_loss
 from sklearn.preprocessing import StandardScaler
 
 from pipeline import config
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 
 
 def path_fit(z, y, z_val, y_val, c_grid, warm: bool) -> tuple[float, float, np.ndarray]:

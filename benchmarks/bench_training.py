@@ -15,8 +15,9 @@ import keras
 import numpy as np
 
 from pipeline.config import backbone_spec, compose
+from pipeline.embeddings import pooled
 from pipeline.forward import embed, keras_forward
-from pipeline.model import build_backbone, build_extractor, build_head, pooled
+from pipeline.model import build_backbone, build_extractor, build_head
 from pipeline.served.images import load_batch
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -103,6 +103,8 @@ class PathsConfig:
     evaluation: str
     comparison: str
     champion: str
+    audit: str  # label_issues.csv and label_issues.png: the images likeliest mislabelled
+    audit_report: str  # the audit's counts: images, label issues, their share
 
 
 @dataclass
@@ -125,6 +127,14 @@ class CrossValidationConfig:
 
 
 @dataclass
+class AuditConfig:
+    backbone: str  # whose cached feature maps the audit reads: one of `compare`
+    folds: int  # out-of-fold probabilities: each image scored by a fit that never saw it
+    c: float  # the logistic regression's inverse L2 strength
+    sheet: int  # images on the contact sheet
+
+
+@dataclass
 class Config:
     paths: PathsConfig
     data: DataConfig
@@ -137,6 +147,7 @@ class Config:
     mlflow: MlflowConfig
     register: RegisterConfig
     cross_validation: CrossValidationConfig
+    audit: AuditConfig
     compare: list[str] = field(default_factory=list)
     backbone: BackboneConfig | None = None  # set from `backbone=NAME`: the one this run works on
 
@@ -177,6 +188,10 @@ def validate(cfg: DictConfig, backbone: str | None = None) -> DictConfig:
         raise ConfigError(f"register.openvino_precisions: {sorted(unknown)} unknown; use bf16 and/or f32")
     if not typed.register.small_data_metric.startswith("cv_"):
         raise ConfigError(f"register.small_data_metric must be a cross-validated metric (cv_*), not {typed.register.small_data_metric!r}")
+    if typed.audit.backbone not in typed.compare:
+        raise ConfigError(f"audit.backbone={typed.audit.backbone!r} is not compared (compare: {list(typed.compare)}): the audit reads its cached feature maps")
+    if typed.audit.folds < 2:
+        raise ConfigError(f"audit.folds must be at least 2, not {typed.audit.folds}")
     if typed.cross_validation.folds < 2 or typed.cross_validation.repeats < 1:
         raise ConfigError("cross_validation needs folds >= 2 and repeats >= 1")
     if typed.train.seeds < 1:

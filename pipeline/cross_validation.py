@@ -16,7 +16,7 @@ from scipy import stats
 from sklearn.model_selection import RepeatedStratifiedKFold, train_test_split
 
 from pipeline import calibration
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 from pipeline.heads import fit_known_head, fit_other_head
 from pipeline.metrics import neither_auroc, proportion_confint
 from pipeline.served.scores import DECISION_THRESHOLD, SCORES, neither_score

@@ -93,14 +93,6 @@ def build_extractor(spec: BackboneConfig, backbone: keras.Model) -> keras.Model:
     return keras.Model(images, features, name=f"{spec.name}_extractor")
 
 
-def pooled(features: np.ndarray, pooling: str) -> np.ndarray:
-    """Feature maps (n, h, w, c) -> what a head's dense layers read: the channel means ("avg") or
-    the whole map, flattened ("flatten"). As pool_layer does inside the model."""
-    if pooling == "avg":
-        return features.mean(axis=(1, 2), dtype="float32")  # no float32 copy of the whole map first
-    return features.reshape(len(features), -1).astype("float32")
-
-
 def pool_layer(pooling: str) -> keras.layers.Layer:
     return keras.layers.GlobalAveragePooling2D(name="pool") if pooling == "avg" else keras.layers.Flatten(name="flatten")
 

@@ -124,7 +124,8 @@ def embed_splits_on_spark(cfg, splits: pd.DataFrame, extractor):
     from pyspark.errors import AnalysisException
 
     # Here, not at the top: the executors import this module and need none of the training code.
-    from pipeline.features import SPLITS, Embeddings, built_weights, source_resolution, split_labels, view_size
+    from pipeline.embeddings import SPLITS, Embeddings
+    from pipeline.features import built_weights, source_resolution, split_labels, view_size
 
     source_size = source_resolution(splits, cfg)
     index = split_index(splits, SPLITS)

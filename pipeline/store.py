@@ -52,3 +52,12 @@ def mlflow_config() -> MlflowConfig:
     if set(values) != expected:
         raise ValueError(f"{path}: expected the keys {sorted(expected)}, found {sorted(values)}")
     return MlflowConfig(**{key: str(value) for key, value in values.items()})
+
+
+def project_path(key: str) -> Path:
+    """A path the pipeline writes (conf/paths/default.yaml's `key`), under the project root: where the page reads the audit."""
+    path = CONF_DIR / "paths" / "default.yaml"
+    values = yaml.safe_load(path.read_text()) or {}
+    if key not in values:
+        raise ValueError(f"{path}: no key {key!r}")
+    return project_root() / values[key]

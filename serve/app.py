@@ -1,10 +1,12 @@
 """Streamlit page: photos picked, dropped or taken with the camera, then "Process" -> a grid of answers, each with
-where the model looked (Grad-CAM) and a "that's wrong" button that keeps the photo for the next training run.
+where the model looked (Grad-CAM) and a "that's wrong" button that keeps the photo for the next training run;
+and a "Label audit" tab: the team images the audit stage found likeliest mislabelled, each to review.
 
 Run: streamlit run serve/app.py. With SERVING_URL set (the /invocations URL) that endpoint answers;
 otherwise the champion, loaded here, does. The heatmaps come from the champion's Keras network,
 loaded here either way. Corrected photos go to REVIEW_DIR (default: review/ in the project), laid out
-as data/ is; the README says how they enter the next training run.
+as data/ is; the README says how they enter the next training run. The audit's list is AUDIT_FILE
+(default: the audit stage's label_issues.csv in the project).
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ import hashlib
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from pipeline.served.images import ImageError, decode, load_image
 from pipeline.served.schema import IMAGE_COLUMN
+from pipeline.store import project_path
 from serve import ROOT, alias_seconds, by_version, confidence, demo_warning, model_uri, reason, use_tracking_store
 
 PREVIEW_PIXELS = 640
 COLUMNS = 3  # photos per row of the grid
+AUDIT_SHOWN = 20  # of the audit's list, likeliest first: a sitting's worth of review
 
 
 def champion():
@@ -70,8 +75,6 @@ def classify(data: bytes) -> dict:
         from serve.client import predict
 
         return predict(url, [data])[0]
-    import pandas as pd
-
     return champion()[0].predict(pd.DataFrame({IMAGE_COLUMN: [data]})).iloc[0].to_dict()
 
 
@@ -107,6 +110,59 @@ def keep_for_review(data: bytes, label: str):
     target.parent.mkdir(parents=True, exist_ok=True)
     decode(data).save(target)
     return target
+
+
+def audit_file() -> Path:
+    return Path(os.environ.get("AUDIT_FILE") or project_path("audit") / "label_issues.csv")
+
+
+def remove_from_data(path: str) -> None:
+    """Note a team image a person relabelled in the audit: its corrected copy is in review/, and the
+    original must leave data/ when the copies go in (README, "Label audit"), or it is there twice."""
+    listed = review_dir() / "remove_from_data.txt"
+    lines = listed.read_text().splitlines() if listed.exists() else []
+    if path not in lines:
+        listed.parent.mkdir(parents=True, exist_ok=True)
+        listed.write_text("".join(f"{line}\n" for line in [*lines, path]))
+
+
+def label_of(folder: str) -> str:
+    """A data/ folder -> the label a person picks ("neither" for the reject class's)."""
+    return "neither" if folder == settings().reject_class else folder
+
+
+def show_issue(row, key: int) -> None:
+    """One image of the audit's list: the image, its label and the likelier one, and a button to relabel it."""
+    if not (ROOT / row.path).is_file():
+        st.caption(f"{row.path}: no longer in the data (moved or relabelled since the audit ran).")
+        return
+    image, text = st.columns([1, 3])
+    data = (ROOT / row.path).read_bytes()
+    image.image(preview(data), width=128)
+    text.markdown(f"**{row.path}** ({row.split}): labelled **{label_of(row.label)}**, likely **{label_of(row.suggested)}** "
+                  f"({row.suggested_probability:.0%} out of fold)")
+    choices = [*settings().classes, "neither"]
+    label = text.radio("What does it really show?", choices, index=choices.index(label_of(row.suggested)), key=f"audit-label-{key}", horizontal=True)
+    if text.button("Relabel for review", key=f"audit-{key}"):
+        if label == label_of(row.label):
+            text.info("That is its label already: nothing to do.")
+        else:
+            keep_for_review(data, label)
+            remove_from_data(row.path)
+            text.success(f"Kept for the next training run as {label}; {row.path} is listed in remove_from_data.txt.")
+
+
+def show_audit() -> None:
+    """The audit tab: the likeliest label errors, or what to run to have them."""
+    path = audit_file()
+    if not path.exists():
+        st.info(f"No label audit yet: `dvc repro audit` writes it to {path}.")
+        return
+    issues = pd.read_csv(path)
+    st.caption(f"{len(issues)} team images whose labels the audit doubts (cleanlab, out-of-fold), likeliest first; "
+               f"the first {min(len(issues), AUDIT_SHOWN)} here. Relabel those that are wrong; leave those that are right.")
+    for key, row in enumerate(issues.head(AUDIT_SHOWN).itertuples()):
+        show_issue(row, key)
 
 
 def waiting() -> dict[str, int]:
@@ -153,21 +209,25 @@ def show(result: dict, key: int) -> None:
 
 st.set_page_config(page_title="Airplane, automobile, or neither?", layout="wide")  # wide: room for the grid
 st.title("Airplane, automobile, or neither?")
-files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
-shot = st.camera_input("Take a photo") if st.toggle("Use the camera") else None
-if st.button("Process", type="primary"):
-    photos = [(file.name, file.getvalue()) for file in files or []]
-    if shot is not None:
-        photos.append(("camera photo", shot.getvalue()))
-    if not photos:
-        st.info("Pick or drop one or more photos first.")
-    # Kept across reruns: pressing "That's wrong" reruns the page, and the answers must stay on it.
-    st.session_state.results = process(photos)
-results = st.session_state.get("results", [])
-for start in range(0, len(results), COLUMNS):
-    for column, (i, result) in zip(st.columns(COLUMNS), enumerate(results[start : start + COLUMNS], start)):
-        with column:
-            show(result, i)
+classify_tab, audit_tab = st.tabs(["Classify photos", "Label audit"])
+with audit_tab:
+    show_audit()
+with classify_tab:
+    files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
+    shot = st.camera_input("Take a photo") if st.toggle("Use the camera") else None
+    if st.button("Process", type="primary"):
+        photos = [(file.name, file.getvalue()) for file in files or []]
+        if shot is not None:
+            photos.append(("camera photo", shot.getvalue()))
+        if not photos:
+            st.info("Pick or drop one or more photos first.")
+        # Kept across reruns: pressing "That's wrong" reruns the page, and the answers must stay on it.
+        st.session_state.results = process(photos)
+    results = st.session_state.get("results", [])
+    for start in range(0, len(results), COLUMNS):
+        for column, (i, result) in zip(st.columns(COLUMNS), enumerate(results[start : start + COLUMNS], start)):
+            with column:
+                show(result, i)
 if counts := waiting():
     total = sum(counts.values())
     per_folder = ", ".join(f"{folder} {count}" for folder, count in counts.items())

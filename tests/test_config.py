@@ -45,6 +45,7 @@ def test_input_sizes_are_the_backbones_own():
         (["embed.engine=dask"], "embed.engine must be local or spark"),
         (["embed.runtime=onnx"], "embed.runtime must be openvino or keras"),
         (["embed.engine=spark", "augment=heavy"], "no augmentation views yet"),
+        (["compare=[vgg16]"], "audit.backbone='mobilenet_v2' is not compared"),
     ],
 )
 def test_bad_values_fail_at_start_up(overrides, message):
@@ -76,7 +77,7 @@ def test_params_file_is_conf_composed_and_reads_back(tmp_path):
 
 def test_a_stage_run_by_hand_writes_under_scratch_never_dvcs_outputs():
     by_hand, under_dvc = config.from_argv([]), config.from_argv(["--params", str(ROOT / "params.yaml")])
-    for key in ("manifest", "splits", "embeddings", "models", "evaluation", "metrics", "comparison", "champion"):
+    for key in ("manifest", "splits", "embeddings", "models", "evaluation", "metrics", "comparison", "champion", "audit", "audit_report"):
         assert by_hand.paths[key].startswith("scratch/") and not under_dvc.paths[key].startswith("scratch/"), key
     assert by_hand.paths.data == under_dvc.paths.data  # the same team data in
 

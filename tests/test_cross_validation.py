@@ -6,7 +6,7 @@ import pytest
 from pipeline import config
 from pipeline.choice import choose
 from pipeline.cross_validation import corrected_interval, cross_validate, is_small
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 from pipeline.io import write_json
 from pipeline.weights import WeightsSource
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipeline import config
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 from pipeline.spark_embed import SparkEngineError
 from pipeline.stages import embed, ingest, split
 

@@ -91,6 +91,19 @@ def test_repro_compares_four_backbones_and_registers_the_champion(project, first
     assert abs(served_rate - measured["test_neither_rate_on_other"]) <= 0.03
 
 
+def test_the_audit_lists_doubtful_labels_of_team_images(project, first_repro):
+    """The audit stage ran without TensorFlow on MobileNetV2's cached maps: a ranked list of team
+    images, every one of them in splits.csv under the label it lists, and the contact sheet."""
+    assert "audit" in stages_run(first_repro)
+    issues = pd.read_csv(project / "artifacts/audit/label_issues.csv")
+    splits = pd.read_csv(project / "artifacts/split/splits.csv").set_index("path")
+    report = json.loads((project / "metrics/audit.json").read_text())
+    assert report["images"] == len(splits) and report["label_issues"] == len(issues) < len(splits)
+    assert (splits.loc[issues.path, "label"].to_numpy() == issues.label.to_numpy()).all()
+    assert (issues.suggested != issues.label).any() and issues.label_quality.is_monotonic_increasing
+    assert (project / "artifacts/audit/label_issues.png").stat().st_size > 10_000
+
+
 def test_champion_has_the_real_weights_and_tells_real_photos_apart(project, first_repro):
     """The tiny run's champion is MobileNetV2 on the DVC-tracked ImageNet weights, and it answers
     the real airplane and automobile photos far better than chance (0.5): at 0.75 on 63 photos a

@@ -33,7 +33,8 @@ from omegaconf import DictConfig
 from pipeline import baseline, calibration, config, gradcam, plots, store, tracking
 from pipeline.cli import main_of
 from pipeline.cross_validation import cross_validate, is_small
-from pipeline.features import Embeddings, decode
+from pipeline.embeddings import Embeddings
+from pipeline.features import decode
 from pipeline.io import write_json
 from pipeline.metrics import binary_metrics, field_metrics, neither_auroc, neither_metrics, reject_threshold
 from pipeline.model import outputs_from_features

@@ -31,7 +31,7 @@ import pipeline
 from pipeline import config, tracking
 from pipeline.choice import choose
 from pipeline.cli import main_of
-from pipeline.features import Embeddings
+from pipeline.embeddings import Embeddings
 from pipeline.io import read_json, write_json
 from pipeline.metrics import binary_metrics
 from pipeline.model import outputs_from_features

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline import config, tracking
 from pipeline.calibration import fit_embedding_stats
 from pipeline.cli import main_of
-from pipeline.features import Embeddings, decode, embed_splits
+from pipeline.embeddings import Embeddings
+from pipeline.features import decode, embed_splits
 from pipeline.forward import backbone_forward
 from pipeline.heads import fit, fit_known_head, fit_other_head
 from pipeline.model import (

@@ -33,6 +33,7 @@ def register_tiny_model(directory: Path) -> str:
 
     from pipeline import calibration, config, tracking
     from pipeline import model as models
+    from pipeline.embeddings import pooled
     from pipeline.packaging import log_candidate
     from pipeline.served import openvino_runtime
     from pipeline.served.settings import ServingSettings
@@ -54,10 +55,10 @@ def register_tiny_model(directory: Path) -> str:
     images = np.random.default_rng(0).integers(0, 256, (8, spec.input_size, spec.input_size, 3), dtype=np.uint8)
     features = extractor.predict(images, verbose=0)
     head, other_head = (
-        models.build_head(models.pooled(features, given.pooling), given, name) for given, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
+        models.build_head(pooled(features, given.pooling), given, name) for given, name in ((cfg.head, "probability"), (cfg.neither_head, "other_probability"))
     )
     classifier = models.build_classifier(extractor, head, cfg.head.pooling, other_head, cfg.neither_head.pooling)
-    stats = calibration.fit_embedding_stats(models.pooled(features, "avg"), np.array([0, 1] * 4))
+    stats = calibration.fit_embedding_stats(pooled(features, "avg"), np.array([0, 1] * 4))
     weights = resolve_weights(spec, None)
     settings = ServingSettings(
         classes=list(cfg.data.classes), input_size=spec.input_size, source_size=None, max_pixels=MAX_PIXELS, weights=weights.describe(),
