@@ -210,8 +210,6 @@ def show(result: dict, key: int) -> None:
 st.set_page_config(page_title="Airplane, automobile, or neither?", layout="wide")  # wide: room for the grid
 st.title("Airplane, automobile, or neither?")
 classify_tab, audit_tab = st.tabs(["Classify photos", "Label audit"])
-with audit_tab:
-    show_audit()
 with classify_tab:
     files = st.file_uploader("Photos (drag and drop, or browse)", accept_multiple_files=True)
     shot = st.camera_input("Take a photo") if st.toggle("Use the camera") else None
@@ -228,6 +226,8 @@ with classify_tab:
         for column, (i, result) in zip(st.columns(COLUMNS), enumerate(results[start : start + COLUMNS], start)):
             with column:
                 show(result, i)
+with audit_tab:
+    show_audit()
 if counts := waiting():
     total = sum(counts.values())
     per_folder = ", ".join(f"{folder} {count}" for folder, count in counts.items())

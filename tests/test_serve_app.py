@@ -1,7 +1,9 @@
 """The Streamlit page with no SERVING_URL: it loads the champion itself -> verdicts and heatmaps for photos, st.error
-for bad files, a correction kept once in the review folder."""
+for bad files, a correction kept once in the review folder, and the version @champion names now."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from conftest import ROOT, encode, gradient
@@ -14,6 +16,7 @@ def page(tmp_path_factory, monkeypatch, tmp_path):
     from streamlit.testing.v1 import AppTest
 
     monkeypatch.setenv("REVIEW_DIR", str(tmp_path / "review"))
+    monkeypatch.setenv("AUDIT_FILE", str(tmp_path / "audit" / "label_issues.csv"))  # none: the tab says how to make one
     monkeypatch.delenv("SERVING_URL", raising=False)
     monkeypatch.delenv("MODEL_URI", raising=False)  # the page's default: the configured name @champion
     monkeypatch.setenv("MLFLOW_TRACKING_URI", register_tiny_model(tmp_path_factory.getbasetemp() / "serve_store"))
@@ -66,3 +69,33 @@ def test_thats_wrong_keeps_the_photo_once_in_the_review_folder_laid_out_as_data(
     assert stored.suffix == ".png" and photos[0].stem not in stored.name  # pixels only: not the person's file name
     assert any("1 corrected photo waiting" in c.value for c in page.caption)
     assert sum("confidence" in m.value for m in page.markdown) == 2  # the answers stay on the page
+
+
+def test_the_page_follows_the_alias_to_a_new_version(tmp_path_factory, monkeypatch, tmp_path):
+    """@champion moves from v1 to v2 in a real store: once SERVE_ALIAS_SECONDS have passed, the page's
+    next answer is v2's, without a restart."""
+    from mlflow import MlflowClient
+    from streamlit.testing.v1 import AppTest
+
+    uri = register_tiny_model(tmp_path_factory.mktemp("page_alias_store"))  # its own store: the others' champion stays v1
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("SERVE_ALIAS_SECONDS", "1")
+    monkeypatch.setenv("REVIEW_DIR", str(tmp_path / "review"))
+    monkeypatch.delenv("SERVING_URL", raising=False)
+    monkeypatch.delenv("MODEL_URI", raising=False)
+    photo = real_photos(per_folder=1)[0]
+
+    def answered_by(page) -> list[str]:
+        page.file_uploader[0].set_value([(photo.name, photo.read_bytes(), "image/jpeg")])
+        page.button[0].click().run()
+        assert not page.exception
+        return [c.value for c in page.caption if c.value.startswith(f"model {MODEL_NAME} version")]
+
+    page = AppTest.from_file(str(ROOT / "serve" / "app.py"), default_timeout=120).run()
+    assert answered_by(page) == [f"model {MODEL_NAME} version 1, weights: random init, runtime: openvino f32"]
+    client = MlflowClient(uri)
+    v1 = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    v2 = client.create_model_version(MODEL_NAME, v1.source, run_id=v1.run_id)
+    client.set_registered_model_alias(MODEL_NAME, "champion", v2.version)
+    time.sleep(1.5)  # past SERVE_ALIAS_SECONDS: the page resolves the alias again
+    assert answered_by(page) == [f"model {MODEL_NAME} version {v2.version}, weights: random init, runtime: openvino f32"]
