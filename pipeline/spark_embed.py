@@ -167,12 +167,12 @@ def gather(maps, features: dict[str, np.ndarray]) -> None:
     maps = maps.persist(StorageLevel.DISK_ONLY)
     try:
         maps.count()
-        seen = {name: 0 for name in features}
+        seen = {name: np.zeros(len(split), dtype=bool) for name, split in features.items()}
         for row in maps.toLocalIterator():
             features[row.split][row.position] = np.frombuffer(row.features, np.float32).reshape(features[row.split].shape[1:])
-            seen[row.split] += 1
+            seen[row.split][row.position] = True
     finally:
         maps.unpersist()
-    for name, count in seen.items():
-        if count != len(features[name]):
-            raise RuntimeError(f"embed on Spark: {count} feature maps came back for split {name}, which has {len(features[name])} images")
+    for name, filled in seen.items():  # every position once: a count alone would miss one image twice, another never
+        if not filled.all():
+            raise RuntimeError(f"embed on Spark: no feature maps came back for {(~filled).sum()} of the {len(filled)} images of split {name}")

@@ -80,7 +80,6 @@ def create_app(model_uri: str | None = None, limits: Limits | None = None):
     (and no empty store is created on the way).
     """
     from mlflow.exceptions import MlflowException
-    from mlflow.pyfunc import scoring_server
 
     from serve import alias_seconds, by_version, use_tracking_store
     from serve import model_uri as default_model_uri
@@ -94,11 +93,10 @@ def create_app(model_uri: str | None = None, limits: Limits | None = None):
     try:
         # An alias is loaded by the version it names now: the follower starts from that version.
         followed = by_version(uri) if seconds > 0 else None
-        model = scoring_server.load_model_with_mlflow_config(followed[0] if followed else uri)
+        app = scoring_app(followed[0] if followed else uri)
     except (MlflowException, OSError) as err:
         raise SystemExit(f"error: cannot load the model {uri} (store {store}): {str(err).splitlines()[0]}") from None
-    warm_up(model)
-    guard = Guard(scoring_server.init(model), limits or Limits.from_environment())
+    guard = Guard(app, limits or Limits.from_environment())
     if followed:
         AliasFollower(guard, uri, followed[2], seconds).start()
     return guard
@@ -115,8 +113,6 @@ class AliasFollower(threading.Thread):
         self.guard, self.uri, self.version, self.seconds = guard, uri, version, seconds
 
     def run(self) -> None:
-        from mlflow.pyfunc import scoring_server
-
         from serve import by_version
 
         while True:
@@ -125,14 +121,22 @@ class AliasFollower(threading.Thread):
                 uri, alias, version = by_version(self.uri)
                 if version == self.version:
                     continue
-                model = scoring_server.load_model_with_mlflow_config(uri)
-                warm_up(model)
+                app = scoring_app(uri)
             except Exception as err:  # the store unreachable, the alias deleted, a version that does not load
                 print(f"serve: {self.uri}: {str(err).splitlines()[0][:MAX_MESSAGE_CHARS]}; still serving v{self.version}", flush=True)
                 continue
-            self.guard.app = scoring_server.init(model)  # one assignment: the next request gets the new app whole
+            self.guard.app = app  # one assignment: the next request gets the new app whole
             print(f"serve: {alias} moved from v{self.version} to v{version}; serving v{version}", flush=True)
             self.version = version
+
+
+def scoring_app(uri: str):
+    """MLflow's scoring app on the model at uri, loaded and warmed up."""
+    from mlflow.pyfunc import scoring_server
+
+    model = scoring_server.load_model_with_mlflow_config(uri)
+    warm_up(model)
+    return scoring_server.init(model)
 
 
 def warm_up(model) -> None:
