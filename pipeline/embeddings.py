@@ -26,10 +26,9 @@ def pooled(features: np.ndarray, pooling: str) -> np.ndarray:
     return features.reshape(len(features), -1).astype("float32")
 
 
-
 @dataclass
 class Embeddings:
-    """embed's hand-off to train and evaluate: feature maps per split, in splits.csv order."""
+    """embed's hand-off to train, evaluate, register and the audit: feature maps per split, in splits.csv order."""
 
     # split -> (n, h, w, c); "<split>_view<k>" for the augmented views. Memory-mapped when loaded:
     # MobileNetV2's maps of the team data are 3 GB, and a head that averages them never reads them.

@@ -142,7 +142,8 @@ def show_issue(row, key: int) -> None:
     text.markdown(f"**{row.path}** ({row.split}): labelled **{label_of(row.label)}**, likely **{label_of(row.suggested)}** "
                   f"({row.suggested_probability:.0%} out of fold)")
     choices = [*settings().classes, "neither"]
-    label = text.radio("What does it really show?", choices, index=choices.index(label_of(row.suggested)), key=f"audit-label-{key}", horizontal=True)
+    likelier = label_of(row.suggested)
+    label = text.radio("What does it really show?", choices, index=choices.index(likelier) if likelier in choices else 0, key=f"audit-label-{key}", horizontal=True)
     if text.button("Relabel for review", key=f"audit-{key}"):
         if label == label_of(row.label):
             text.info("That is its label already: nothing to do.")
