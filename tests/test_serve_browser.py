@@ -125,7 +125,11 @@ def test_the_audit_tab_relabels_a_team_image_into_the_review_folder(page_url, tm
             page.get_by_role("tab", name="Label audit").click(timeout=60_000)
             expect(page.get_by_text(f"{len(issues)} team images whose labels the audit doubts")).to_be_visible(timeout=90_000)
             expect(page.get_by_text(first.path)).to_be_visible(timeout=30_000)
-            page.get_by_role("radiogroup").first.get_by_text("neither" if target == "other" else target, exact=True).click(timeout=30_000)
+            # The whole list drawn (the run that draws it has ended) before anything is pressed.
+            expect(page.get_by_role("button", name="Relabel for review")).to_have_count(min(len(issues), 20), timeout=90_000)
+            choice = page.get_by_role("radiogroup").first.get_by_role("radio", name="neither" if target == "other" else target, exact=True)
+            choice.check(force=True, timeout=30_000)  # Streamlit draws its own circle over the input
+            expect(choice).to_be_checked(timeout=30_000)
             page.get_by_role("button", name="Relabel for review").first.click(timeout=30_000)
             expect(page.get_by_text("Kept for the next training run as")).to_be_visible(timeout=60_000)
             kept = list((tmp_path / "review").rglob("*.png"))
